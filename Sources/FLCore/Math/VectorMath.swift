@@ -1,0 +1,108 @@
+/// SIMD kernels over Float32 buffers. Each processes eight lanes at a time and
+/// finishes the tail with scalar code; none allocates.
+public enum VectorMath {
+    public typealias V = SIMD8<Float>
+
+    /// Σ a[i]·b[i].
+    @inlinable
+    public static func dot(_ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>) -> Float {
+        precondition(a.count == b.count, "length mismatch")
+        let n = a.count
+        guard n > 0, let pa = a.baseAddress, let pb = b.baseAddress else { return 0 }
+        var acc0 = V(), acc1 = V()
+        var i = 0
+        while i + 16 <= n {
+            acc0 = acc0 + load(pa + i) * load(pb + i)
+            acc1 = acc1 + load(pa + i + 8) * load(pb + i + 8)
+            i += 16
+        }
+        if i + 8 <= n {
+            acc0 = acc0 + load(pa + i) * load(pb + i)
+            i += 8
+        }
+        var s = (acc0 + acc1).sum()
+        while i < n { s += pa[i] * pb[i]; i += 1 }
+        return s
+    }
+
+    /// y[i] += alpha·x[i].
+    @inlinable
+    public static func axpy(_ alpha: Float, _ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableBufferPointer<Float>) {
+        precondition(x.count == y.count, "length mismatch")
+        let n = x.count
+        guard n > 0, let px = x.baseAddress, let py = y.baseAddress else { return }
+        let va = V(repeating: alpha)
+        var i = 0
+        while i + 8 <= n {
+            store(load(py + i) + va * load(px + i), py + i)
+            i += 8
+        }
+        while i < n { py[i] += alpha * px[i]; i += 1 }
+    }
+
+    /// x[i] *= alpha.
+    @inlinable
+    public static func scale(_ x: UnsafeMutableBufferPointer<Float>, by alpha: Float) {
+        guard let p = x.baseAddress else { return }
+        let n = x.count
+        let va = V(repeating: alpha)
+        var i = 0
+        while i + 8 <= n { store(load(p + i) * va, p + i); i += 8 }
+        while i < n { p[i] *= alpha; i += 1 }
+    }
+
+    /// Σ x[i]².
+    @inlinable
+    public static func squaredNorm(_ x: UnsafeBufferPointer<Float>) -> Float { dot(x, x) }
+
+    /// Σ (a[i] − b[i])², accumulated in Double for long vectors.
+    @inlinable
+    public static func squaredDistance(_ a: UnsafeBufferPointer<Float>, _ b: UnsafeBufferPointer<Float>) -> Double {
+        precondition(a.count == b.count, "length mismatch")
+        let n = a.count
+        guard n > 0, let pa = a.baseAddress, let pb = b.baseAddress else { return 0 }
+        var total = 0.0
+        var i = 0
+        while i < n {  // blocks of 4096 in Float, summed in Double
+            let end = min(n, i + 4096)
+            var acc = V()
+            while i + 8 <= end {
+                let d = load(pa + i) - load(pb + i)
+                acc = acc + d * d
+                i += 8
+            }
+            var s = Double(acc.sum())
+            while i < end { let d = pa[i] - pb[i]; s += Double(d * d); i += 1 }
+            total += s
+        }
+        return total
+    }
+
+    /// True when every element is finite (no NaN or ±infinity).
+    @inlinable
+    public static func allFinite(_ x: UnsafeBufferPointer<Float>) -> Bool {
+        guard let p = x.baseAddress else { return true }
+        let n = x.count
+        var probe = V()
+        var i = 0
+        while i + 8 <= n { probe += load(p + i) * 0; i += 8 }
+        var s = probe.sum()
+        while i < n { s += p[i] * 0; i += 1 }
+        return s == 0
+    }
+
+    @inlinable @inline(__always)
+    static func load(_ p: UnsafePointer<Float>) -> V {
+        UnsafeRawPointer(p).loadUnaligned(as: V.self)
+    }
+
+    @inlinable @inline(__always)
+    static func load(_ p: UnsafeMutablePointer<Float>) -> V {
+        UnsafeRawPointer(p).loadUnaligned(as: V.self)
+    }
+
+    @inlinable @inline(__always)
+    static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) {
+        UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+    }
+}
