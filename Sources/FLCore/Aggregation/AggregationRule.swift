@@ -61,14 +61,12 @@ public enum AggregationError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// The output of one aggregation.
-public struct AggregationResult: Sendable, Equatable {
-    /// The aggregated vector.
-    public var values: [Float]
+/// What an aggregation did besides computing the vector.
+public struct AggregationStats: Sendable, Equatable {
     /// Per input: coordinates at which its value lay strictly outside the
     /// range of values that were kept (trimmed mean, median), or every
     /// coordinate when its whole difference vector was clipped (clipping).
-    /// Zero for the mean rules.
+    /// Zero for the mean rules, and when counting was not asked for.
     public var trimmed: [Int]
     /// Per input, the clipping factor min(1, τ/‖x − c‖) (clipping only).
     public var clipScales: [Double]?
@@ -76,4 +74,16 @@ public struct AggregationResult: Sendable, Equatable {
     public var trimPerSide: Int
     /// The clipping radius used (clipping only).
     public var tau: Double?
+}
+
+/// The output of one aggregation: the vector and its statistics.
+public struct AggregationResult: Sendable, Equatable {
+    /// The aggregated vector.
+    public var values: [Float]
+    public var stats: AggregationStats
+
+    public var trimmed: [Int] { stats.trimmed }
+    public var clipScales: [Double]? { stats.clipScales }
+    public var trimPerSide: Int { stats.trimPerSide }
+    public var tau: Double? { stats.tau }
 }

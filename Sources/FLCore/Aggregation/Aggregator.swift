@@ -5,8 +5,12 @@
 /// the output: memory use is the inputs plus one output, whatever N and D.
 public enum Aggregator {
     typealias V = SIMD8<Float>
+    /// The trimmed-mean kernel's vector: four lanes keep both sorted lists in
+    /// registers on SSE (sixteen registers); eight lanes would spill them.
+    typealias T = SIMD8<Float>
+    typealias TI = SIMD8<Int32>
 
-    /// Aggregates `inputs` with `rule`.
+    /// Aggregates `inputs` with `rule` into a new vector.
     /// - Parameters:
     ///   - weights: per-input weights for `.weightedMean` (non-negative, positive sum).
     ///   - center: the aggregating peer's own vector for `.clipping`; `inputs[0]` when nil.
@@ -18,88 +22,81 @@ public enum Aggregator {
         center: [Float]? = nil,
         countTrimmed: Bool = true
     ) throws(AggregationError) -> AggregationResult {
+        var values = [Float]()
+        let stats = try aggregate(inputs, rule: rule, weights: weights, center: center, countTrimmed: countTrimmed, into: &values)
+        return AggregationResult(values: values, stats: stats)
+    }
+
+    /// Aggregates into `values`, reusing its storage when it already has the
+    /// right length (a round engine keeps one output buffer across rounds, so
+    /// no memory is touched beyond the inputs and that buffer).
+    public static func aggregate(
+        _ inputs: [[Float]],
+        rule: AggregationRule,
+        weights: [Double]? = nil,
+        center: [Float]? = nil,
+        countTrimmed: Bool = true,
+        into values: inout [Float]
+    ) throws(AggregationError) -> AggregationStats {
         guard let first = inputs.first else { throw .noInputs }
         let d = first.count
         for (i, x) in inputs.enumerated() where x.count != d {
             throw .lengthMismatch(input: i, expected: d, found: x.count)
         }
         let n = inputs.count
-        var values = [Float](repeating: 0, count: d)
-        var trimmed = [Int](repeating: 0, count: n)
-        if d == 0 { return AggregationResult(values: [], trimmed: trimmed, clipScales: nil, trimPerSide: 0, tau: nil) }
-        var result = AggregationResult(values: [], trimmed: [], clipScales: nil, trimPerSide: 0, tau: nil)
+        if values.count != d { values = [Float](repeating: 0, count: d) }
+        var stats = AggregationStats(trimmed: [Int](repeating: 0, count: n), clipScales: nil, trimPerSide: 0, tau: nil)
+        if d == 0 { return stats }
 
         switch rule {
-        case .mean:
-            try withPointers(inputs) { (ptrs) throws(AggregationError) in
-                try values.withUnsafeMutableBufferPointer { (out) throws(AggregationError) in
-                    try meanKernel(ptrs, weights: nil, out: out)
+        case .mean, .weightedMean:
+            var normalized: [Float]?
+            if rule == .weightedMean {
+                guard let weights, weights.count == n else {
+                    throw .invalidWeights("expected \(n) weights, got \(weights?.count ?? 0)")
                 }
+                guard weights.allSatisfy({ $0 >= 0 && $0.isFinite }) else { throw .invalidWeights("weights must be finite and non-negative") }
+                let total = weights.reduce(0, +)
+                guard total > 0 else { throw .invalidWeights("weights sum to zero") }
+                normalized = weights.map { Float($0 / total) }
             }
-        case .weightedMean:
-            guard let weights, weights.count == n else {
-                throw .invalidWeights("expected \(n) weights, got \(weights?.count ?? 0)")
-            }
-            guard weights.allSatisfy({ $0 >= 0 && $0.isFinite }) else { throw .invalidWeights("weights must be finite and non-negative") }
-            let total = weights.reduce(0, +)
-            guard total > 0 else { throw .invalidWeights("weights sum to zero") }
-            let normalized = weights.map { Float($0 / total) }
             try withPointers(inputs) { (ptrs) throws(AggregationError) in
                 try values.withUnsafeMutableBufferPointer { (out) throws(AggregationError) in
                     try meanKernel(ptrs, weights: normalized, out: out)
                 }
             }
-        case .trimmedMean(let beta):
-            guard beta >= 0, beta < 0.5 else { throw .invalidBeta(beta) }
-            let k = AggregationRule.trimCount(beta: beta, n: n)
-            (values, trimmed) = try trimmedMean(inputs, trimPerSide: k, countTrimmed: countTrimmed)
-            result.trimPerSide = k
-        case .median:
-            let k = (n - 1) / 2
-            (values, trimmed) = try trimmedMean(inputs, trimPerSide: k, countTrimmed: countTrimmed)
-            result.trimPerSide = k
+        case .trimmedMean, .median:
+            var k = (n - 1) / 2
+            if case .trimmedMean(let beta) = rule {
+                guard beta >= 0, beta < 0.5 else { throw .invalidBeta(beta) }
+                k = AggregationRule.trimCount(beta: beta, n: n)
+            }
+            try withPointers(inputs) { (ptrs) throws(AggregationError) in
+                try values.withUnsafeMutableBufferPointer { (out) throws(AggregationError) in
+                    try stats.trimmed.withUnsafeMutableBufferPointer { (c) throws(AggregationError) in
+                        try trimmedMeanKernel(ptrs, count: d, trimPerSide: k, out: out.baseAddress!, trimmed: countTrimmed ? c : nil)
+                    }
+                }
+            }
+            stats.trimPerSide = k
         case .clipping(let tau):
             if let tau, !(tau > 0 && tau.isFinite) { throw .invalidTau(tau) }
             let c = center ?? first
             guard c.count == d else { throw .lengthMismatch(input: -1, expected: d, found: c.count) }
             let clipped = try clip(inputs, center: c, tau: tau, into: &values)
-            result.clipScales = clipped.scales
-            result.tau = clipped.tau
-            for i in 0..<n where clipped.scales[i] < 1 { trimmed[i] = d }
+            stats.clipScales = clipped.scales
+            stats.tau = clipped.tau
+            for i in 0..<n where clipped.scales[i] < 1 { stats.trimmed[i] = d }
         }
-        result.values = values
-        result.trimmed = trimmed
-        return result
-    }
-
-    /// Trimmed mean dropping `k` values from each side (requires n ≥ 2k + 1).
-    /// With `countTrimmed`, also returns per input the number of coordinates
-    /// at which that input lay strictly outside the range of kept values
-    /// (zeros otherwise).
-    public static func trimmedMean(
-        _ inputs: [[Float]], trimPerSide k: Int, countTrimmed: Bool
-    ) throws(AggregationError) -> (values: [Float], trimmed: [Int]) {
-        guard let first = inputs.first else { throw .noInputs }
-        let n = inputs.count
-        precondition(k >= 0 && 2 * k < n, "trim count \(k) too large for \(n) inputs")
-        let d = first.count
-        for (i, x) in inputs.enumerated() where x.count != d {
-            throw .lengthMismatch(input: i, expected: d, found: x.count)
-        }
-        var values = [Float](repeating: 0, count: d)
-        var counts = [Int](repeating: 0, count: n)
-        guard d > 0 else { return (values, counts) }
-        try withPointers(inputs) { (ptrs) throws(AggregationError) in
-            try values.withUnsafeMutableBufferPointer { (out) throws(AggregationError) in
-                try counts.withUnsafeMutableBufferPointer { (c) throws(AggregationError) in
-                    try trimmedMeanKernel(ptrs, count: d, trimPerSide: k, out: out.baseAddress!, trimmed: countTrimmed ? c : nil)
-                }
-            }
-        }
-        return (values, counts)
+        return stats
     }
 
     // MARK: - Kernels
+
+    /// Calls `body` with the base pointer of every input (for the low-level kernels).
+    public static func withInputPointers<R>(_ arrays: [[Float]], _ body: (UnsafeBufferPointer<UnsafePointer<Float>>) -> R) -> R {
+        try! withPointers(arrays) { (p) throws(AggregationError) in body(p) }
+    }
 
     /// Calls `body` with base pointers of every input array.
     static func withPointers<R>(
@@ -169,7 +166,7 @@ public enum Aggregator {
                 j += 1
             }
         }
-        if probe.sum() != 0 { throw .nonFinite(input: firstNonFinite(ptrs, count: d)) }
+        if probe.sum() != 0, let bad = firstNonFinite(ptrs, count: d) { throw .nonFinite(input: bad) }
     }
 
     /// Sum of the inputs into `out`, with no checks: the bandwidth baseline
@@ -208,93 +205,188 @@ public enum Aggregator {
     ) throws(AggregationError) {
         let n = ptrs.count
         precondition(n >= 2 * k + 1, "trim count too large")
-        let kept = V(repeating: 1 / Float(n - 2 * k))
-        let inf = V(repeating: .infinity)
-        let negInf = V(repeating: -.infinity)
-        var probe = V()
-        let body = d - d % 8
-
-        try withUnsafeTemporaryAllocation(of: V.self, capacity: max(1, 2 * k)) { (lists) throws(AggregationError) in
-            try withUnsafeTemporaryAllocation(of: SIMD8<Int32>.self, capacity: n) { (laneCounts) throws(AggregationError) in
-                let lo = lists.baseAddress!
-                let hi = lo + k
-                let counting = trimmed != nil
-                for i in 0..<n { laneCounts[i] = .zero }
-
-                @inline(__always)
-                func block(_ load: (Int) -> V) -> V {
-                    for t in 0..<k { lo[t] = inf; hi[t] = negInf }
-                    var sum = V()
-                    var mn = inf
-                    var mx = negInf
-                    for i in 0..<n {
-                        let x = load(i)
-                        probe += x * 0
-                        var c = x
-                        for t in 0..<k {
-                            let a = lo[t]
-                            lo[t] = a.replacing(with: c, where: c .< a)
-                            c = c.replacing(with: a, where: c .< a)
-                        }
-                        if i < k { continue }  // c is a +∞ placeholder
-                        for t in 0..<k {
-                            let a = hi[t]
-                            hi[t] = a.replacing(with: c, where: c .> a)
-                            c = c.replacing(with: a, where: c .> a)
-                        }
-                        if i < 2 * k { continue }  // c is a −∞ placeholder
-                        sum += c
-                        if counting {
-                            mn = mn.replacing(with: c, where: c .< mn)
-                            mx = mx.replacing(with: c, where: c .> mx)
-                        }
-                    }
-                    if counting && k > 0 {
-                        let one = SIMD8<Int32>(repeating: 1)
-                        for i in 0..<n {
-                            let x = load(i)
-                            let outside = (x .< mn) .| (x .> mx)
-                            laneCounts[i] &+= SIMD8<Int32>.zero.replacing(with: one, where: outside)
-                        }
-                    }
-                    return sum * kept
+        var probe = T()
+        try withUnsafeTemporaryAllocation(of: TI.self, capacity: n) { (laneCounts) throws(AggregationError) in
+            for i in 0..<n { laneCounts[i] = .zero }
+            // Fixed list lengths let the compiler keep both lists in registers.
+            let lc = trimmed == nil ? nil : laneCounts
+            // Fixed list lengths let the compiler keep both lists in registers.
+            switch k {
+            case 0: var l = Empty(); trimLoop(ptrs, d, out, lc, trimmed, &probe, lists: &l)
+            case 1: var l = Cons<Empty>(); trimLoop(ptrs, d, out, lc, trimmed, &probe, lists: &l)
+            case 2: var l = Cons<Cons<Empty>>(); trimLoop(ptrs, d, out, lc, trimmed, &probe, lists: &l)
+            case 3: var l = Cons<Cons<Cons<Empty>>>(); trimLoop(ptrs, d, out, lc, trimmed, &probe, lists: &l)
+            case 4: var l = Cons<Cons<Cons<Cons<Empty>>>>(); trimLoop(ptrs, d, out, lc, trimmed, &probe, lists: &l)
+            default:
+                withUnsafeTemporaryAllocation(of: T.self, capacity: 2 * k) { lists in
+                    var l = Dynamic(lo: lists.baseAddress!, hi: lists.baseAddress! + k, k: k)
+                    trimLoop(ptrs, d, out, lc, trimmed, &probe, lists: &l)
                 }
-
-                var j = 0
-                while j < body {
-                    let r = block { i in VectorMath.load(ptrs[i] + j) }
-                    VectorMath.store(r, out + j)
-                    j += 8
-                    // Flush lane counters before Int32 could overflow.
-                    if counting && j % (1 << 30) == 0 { flush(laneCounts, into: trimmed!, n: n) }
-                }
-                if body < d {
-                    let tail = d - body
-                    let r = block { i in
-                        var v = V()  // padding lanes are 0 for every input: equal, never trimmed
-                        for l in 0..<tail { v[l] = ptrs[i][body + l] }
-                        return v
-                    }
-                    for l in 0..<tail { out[body + l] = r[l] }
-                }
-                if counting { flush(laneCounts, into: trimmed!, n: n) }
             }
         }
-        if probe.sum() != 0 { throw .nonFinite(input: firstNonFinite(ptrs, count: d)) }
+        // The probe is the plain sum of every value: non-finite if any value is,
+        // and (rarely) also when huge finite values overflow; the exact scan decides.
+        if !probe.sum().isFinite, let bad = firstNonFinite(ptrs, count: d) { throw .nonFinite(input: bad) }
     }
 
-    private static func flush(_ lanes: UnsafeMutableBufferPointer<SIMD8<Int32>>, into counts: UnsafeMutableBufferPointer<Int>, n: Int) {
+    /// Lane-wise minimum as a compare and a select (the standard library's
+    /// `pointwiseMin` is far slower here).
+    @inline(__always) static func vmin(_ a: T, _ b: T) -> T { a.replacing(with: b, where: b .< a) }
+    /// Lane-wise maximum as a compare and a select.
+    @inline(__always) static func vmax(_ a: T, _ b: T) -> T { a.replacing(with: b, where: b .> a) }
+
+    /// Two sorted lists of `count` SIMD registers each.
+    protocol TrimLists {
+        var count: Int { get }
+        mutating func reset()
+        /// Inserts `c` into the ascending low list; returns the value pushed out.
+        mutating func pushLow(_ c: T) -> T
+        /// Inserts `c` into the descending high list; returns the value pushed out.
+        mutating func pushHigh(_ c: T) -> T
+    }
+
+    /// Empty lists: the end of a `Cons` chain.
+    struct Empty: TrimLists, InitializableTrimLists {
+        init() {}
+        var count: Int { 0 }
+        @inline(__always) mutating func reset() {}
+        @inline(__always) mutating func pushLow(_ x: T) -> T { x }
+        @inline(__always) mutating func pushHigh(_ x: T) -> T { x }
+    }
+
+    /// One more register in each list, in front of `Tail`. A chain of these
+    /// is a fixed-length list made of plain stored properties, which the
+    /// optimiser keeps in registers (an `InlineArray` was kept in memory).
+    struct Cons<Tail: TrimLists & InitializableTrimLists>: TrimLists, InitializableTrimLists {
+        var lo = T(repeating: .infinity)
+        var hi = T(repeating: -.infinity)
+        var tail = Tail()
+        init() {}
+        var count: Int { 1 + tail.count }
+        @inline(__always) mutating func reset() {
+            lo = T(repeating: .infinity)
+            hi = T(repeating: -.infinity)
+            tail.reset()
+        }
+        @inline(__always) mutating func pushLow(_ x: T) -> T {
+            let a = lo
+            lo = vmin(a, x)
+            return tail.pushLow(vmax(a, x))
+        }
+        @inline(__always) mutating func pushHigh(_ x: T) -> T {
+            let a = hi
+            hi = vmax(a, x)
+            return tail.pushHigh(vmin(a, x))
+        }
+    }
+
+    protocol InitializableTrimLists { init() }
+
+    /// Lists of any length, in scratch memory.
+    struct Dynamic: TrimLists {
+        let lo: UnsafeMutablePointer<T>
+        let hi: UnsafeMutablePointer<T>
+        let k: Int
+        var count: Int { k }
+        @inline(__always) mutating func reset() {
+            for t in 0..<k { lo[t] = T(repeating: .infinity); hi[t] = T(repeating: -.infinity) }
+        }
+        @inline(__always) mutating func pushLow(_ x: T) -> T {
+            var c = x
+            for t in 0..<k { let a = lo[t]; lo[t] = vmin(a, c); c = vmax(a, c) }
+            return c
+        }
+        @inline(__always) mutating func pushHigh(_ x: T) -> T {
+            var c = x
+            for t in 0..<k { let a = hi[t]; hi[t] = vmax(a, c); c = vmin(a, c) }
+            return c
+        }
+    }
+
+    @inline(__always)
+    static func trimLoop<L: TrimLists>(
+        _ ptrs: UnsafeBufferPointer<UnsafePointer<Float>>, _ d: Int, _ out: UnsafeMutablePointer<Float>,
+        _ laneCounts: UnsafeMutableBufferPointer<TI>?, _ trimmed: UnsafeMutableBufferPointer<Int>?,
+        _ probe: inout T, lists: inout L
+    ) {
+        let n = ptrs.count
+        let k = lists.count
+        let lanes = T.scalarCount
+        let kept = T(repeating: 1 / Float(n - 2 * k))
+        let body = d - d % lanes
+        var p = probe
+
+        @inline(__always)
+        func block(_ load: (Int) -> T) -> T {
+            lists.reset()
+            var sum = T()
+            var mn = T(repeating: .infinity)
+            var mx = T(repeating: -.infinity)
+            for i in 0..<k {  // fill the low list; what it pushes out is a +∞ placeholder
+                let x = load(i)
+                p += x
+                _ = lists.pushLow(x)
+            }
+            for i in k..<(2 * k) {  // fill the high list; it pushes out −∞ placeholders
+                let x = load(i)
+                p += x
+                _ = lists.pushHigh(lists.pushLow(x))
+            }
+            for i in (2 * k)..<n {
+                let x = load(i)
+                p += x
+                let c = lists.pushHigh(lists.pushLow(x))
+                sum += c
+                if laneCounts != nil {
+                    mn = vmin(mn, c)
+                    mx = vmax(mx, c)
+                }
+            }
+            if let laneCounts, k > 0 {
+                let one = TI(repeating: 1)
+                for i in 0..<n {
+                    let x = load(i)
+                    let outside = (x .< mn) .| (x .> mx)
+                    laneCounts[i] &+= TI.zero.replacing(with: one, where: outside)
+                }
+            }
+            return sum * kept
+        }
+
+        var j = 0
+        while j < body {
+            let r = block { i in UnsafeRawPointer(ptrs[i] + j).loadUnaligned(as: T.self) }
+            UnsafeMutableRawPointer(out + j).storeBytes(of: r, as: T.self)
+            j += lanes
+            // Flush lane counters before Int32 could overflow.
+            if let laneCounts, j % (1 << 30) == 0 { flush(laneCounts, into: trimmed!, n: n) }
+        }
+        if body < d {
+            let tail = d - body
+            let r = block { i in
+                var v = T()  // padding lanes are 0 for every input: equal, never trimmed
+                for l in 0..<tail { v[l] = ptrs[i][body + l] }
+                return v
+            }
+            for l in 0..<tail { out[body + l] = r[l] }
+        }
+        if let laneCounts { flush(laneCounts, into: trimmed!, n: n) }
+        probe = p
+    }
+
+    private static func flush(_ lanes: UnsafeMutableBufferPointer<TI>, into counts: UnsafeMutableBufferPointer<Int>, n: Int) {
         for i in 0..<n {
-            for l in 0..<8 { counts[i] += Int(lanes[i][l]) }
+            for l in 0..<T.scalarCount { counts[i] += Int(lanes[i][l]) }
             lanes[i] = .zero
         }
     }
 
-    static func firstNonFinite(_ ptrs: UnsafeBufferPointer<UnsafePointer<Float>>, count d: Int) -> Int {
+    /// Index of the first input holding NaN or ±∞, if any.
+    static func firstNonFinite(_ ptrs: UnsafeBufferPointer<UnsafePointer<Float>>, count d: Int) -> Int? {
         for i in 0..<ptrs.count where !VectorMath.allFinite(UnsafeBufferPointer(start: ptrs[i], count: d)) {
             return i
         }
-        return 0
+        return nil
     }
 
     /// Self-centred clipping; returns per-input clip factors and the τ used.
