@@ -19,12 +19,19 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "FLCore", targets: ["FLCore"]),
+        .library(name: "FLIdentity", targets: ["FLIdentity"]),
+        .library(name: "FLWire", targets: ["FLWire"]),
         .executable(name: "flpeer", targets: ["flpeer"]),
         .executable(name: "ledger-tool", targets: ["ledger-tool"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     ],
     targets: [
         // Tensors, math, models, training, data, metrics, aggregation, hashing.
@@ -36,10 +43,28 @@ let package = Package(
             ],
             swiftSettings: simdFlags
         ),
+        // Consortium CA, CSRs, certificates, revocation lists, peer policy, TLS configuration.
+        .target(
+            name: "FLIdentity",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        // Message types, their binary codec and framing handlers (NIOCore only).
+        .target(
+            name: "FLWire",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "flpeer",
             dependencies: [
                 "FLCore",
+                "FLIdentity",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -53,6 +78,19 @@ let package = Package(
         .testTarget(
             name: "FLCoreTests",
             dependencies: ["FLCore"]
+        ),
+        .testTarget(
+            name: "FLIdentityTests",
+            dependencies: ["FLIdentity"]
+        ),
+        .testTarget(
+            name: "FLWireTests",
+            dependencies: [
+                "FLWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ]
         ),
         // Runs the built executables as a user would; depending on them makes
         // `swift test` build them first.
