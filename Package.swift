@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "FLCore", targets: ["FLCore"]),
         .library(name: "FLIdentity", targets: ["FLIdentity"]),
         .library(name: "FLWire", targets: ["FLWire"]),
+        .library(name: "FLGossip", targets: ["FLGossip"]),
         .executable(name: "flpeer", targets: ["flpeer"]),
         .executable(name: "ledger-tool", targets: ["ledger-tool"]),
     ],
@@ -60,6 +61,19 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // Mutual-TLS connections, announce/pull dissemination of blobs, keepalive, reconnect.
+        .target(
+            name: "FLGossip",
+            dependencies: [
+                "FLWire",
+                "FLIdentity",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "flpeer",
             dependencies: [
@@ -82,6 +96,18 @@ let package = Package(
         .testTarget(
             name: "FLIdentityTests",
             dependencies: ["FLIdentity"]
+        ),
+        .testTarget(
+            name: "FLGossipTests",
+            dependencies: [
+                "FLGossip",
+                "FLIdentity",
+                "FLWire",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
         ),
         .testTarget(
             name: "FLWireTests",

@@ -38,8 +38,8 @@ public enum WireCodec {
         case .chunk(let h, let offset, let bytes):
             b.writeBytes(h.bytes)
             b.writeInteger(offset)
-            b.writeInteger(UInt32(bytes.count))
-            b.writeBytes(bytes)
+            b.writeInteger(UInt32(bytes.readableBytes))
+            b.writeImmutableBuffer(bytes)
         case .goodbye(let code, let reason):
             b.writeInteger(code)
             writeString(String(reason.utf8.prefix(WireProtocol.maximumStringLength)) ?? "", &b)
@@ -92,7 +92,7 @@ public enum WireCodec {
             let offset: UInt64 = try readInt(&body, "offset")
             let length = Int(try readInt(&body, "length") as UInt32)
             guard length <= WireProtocol.maximumChunkSize else { throw .invalidValue(field: "length") }
-            guard let bytes = body.readBytes(length: length) else { throw .truncated(field: "bytes") }
+            guard let bytes = body.readSlice(length: length) else { throw .truncated(field: "bytes") }
             message = .chunk(hash: hash, offset: offset, bytes: bytes)
         case .goodbye:
             let code: UInt8 = try readInt(&body, "code")
@@ -115,9 +115,9 @@ public enum WireCodec {
         return s
     }
 
-    private static func readDigest(_ b: inout ByteBuffer, _ field: String) throws(WireError) -> Digest {
+    private static func readDigest(_ b: inout ByteBuffer, _ field: String) throws(WireError) -> ContentHash {
         guard let bytes = b.readBytes(length: 32) else { throw .truncated(field: field) }
-        return Digest(bytes)!
+        return ContentHash(bytes)!
     }
 }
 

@@ -1,5 +1,7 @@
+import NIOCore
+
 /// A SHA-256 digest naming a blob or a ledger entry.
-public struct Digest: Hashable, Sendable, CustomStringConvertible {
+public struct ContentHash: Hashable, Sendable, CustomStringConvertible {
     public let bytes: [UInt8]
 
     /// Wraps exactly 32 bytes.
@@ -20,8 +22,8 @@ public struct Digest: Hashable, Sendable, CustomStringConvertible {
 public struct ChainHead: Hashable, Sendable {
     public let author: String
     public let seq: UInt64
-    public let hash: Digest
-    public init(author: String, seq: UInt64, hash: Digest) {
+    public let hash: ContentHash
+    public init(author: String, seq: UInt64, hash: ContentHash) {
         self.author = author
         self.seq = seq
         self.hash = hash
@@ -54,9 +56,9 @@ public struct Announce: Hashable, Sendable {
     public let author: String
     public let round: UInt64
     public let kind: Kind
-    public let hash: Digest
+    public let hash: ContentHash
     public let size: UInt64
-    public init(author: String, round: UInt64, kind: Kind, hash: Digest, size: UInt64) {
+    public init(author: String, round: UInt64, kind: Kind, hash: ContentHash, size: UInt64) {
         self.author = author
         self.round = round
         self.kind = kind
@@ -72,11 +74,11 @@ public enum WireMessage: Hashable, Sendable {
     case pong(nonce: UInt64)
     case announce(Announce)
     /// Ask for a blob the peer announced.
-    case pull(hash: Digest)
+    case pull(hash: ContentHash)
     /// One piece of a blob; `offset` is its first byte's position.
-    case chunk(hash: Digest, offset: UInt64, bytes: [UInt8])
+    case chunk(hash: ContentHash, offset: UInt64, bytes: ByteBuffer)
     /// The sender does not have the blob.
-    case notFound(hash: Digest)
+    case notFound(hash: ContentHash)
     /// The sender closes the connection for `reason`.
     case goodbye(code: UInt8, reason: String)
 

@@ -16,7 +16,7 @@ struct Fuzz {
     }
     mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
     mutating func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8(truncatingIfNeeded: next()) } }
-    mutating func digest() -> Digest { Digest(bytes(32))! }
+    mutating func digest() -> ContentHash { ContentHash(bytes(32))! }
     mutating func string() -> String { String((0..<below(20)).map { _ in Character(Unicode.Scalar(UInt8(97 + below(26)))) }) + (below(4) == 0 ? "é✓" : "") }
 
     mutating func message() -> WireMessage {
@@ -27,7 +27,7 @@ struct Fuzz {
         case 2: return .pong(nonce: next())
         case 3: return .announce(Announce(author: string(), round: next(), kind: Announce.Kind.allCases[below(3)], hash: digest(), size: next()))
         case 4: return .pull(hash: digest())
-        case 5: return .chunk(hash: digest(), offset: next(), bytes: bytes(below(300)))
+        case 5: return .chunk(hash: digest(), offset: next(), bytes: ByteBuffer(bytes: bytes(below(300))))
         case 6: return .notFound(hash: digest())
         default: return .goodbye(code: UInt8(below(256)), reason: string())
         }

@@ -1,0 +1,429 @@
+import FLIdentity
+import FLWire
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+
+/// One institution's gossip endpoint: accepts and dials mutual-TLS
+/// connections to members, and disseminates content-addressed blobs by
+/// announce/pull, relaying what it received to its other neighbours.
+public actor GossipNode {
+    public nonisolated let events: AsyncStream<GossipEvent>
+    public nonisolated let config: GossipConfig
+    public nonisolated let store: BlobStore
+
+    private let eventSink: AsyncStream<GossipEvent>.Continuation
+    private let group: EventLoopGroup
+    private let logger: Logger
+    private let serverContext: NIOSSLContext
+    private let clientContext: NIOSSLContext
+    private var server: NIOAsyncChannel<Accepted, Never>?
+    private var connections: [String: Connection] = [:]
+    private var inflight: [ContentHash: Inflight] = [:]
+    private var announcements: [ContentHash: Announce] = [:]
+    private var rng: SplitMix
+
+    typealias Accepted = (channel: NIOAsyncChannel<WireMessage, WireMessage>, verdict: PeerVerdict, remote: String)
+
+    struct Connection: Sendable {
+        let institution: String
+        let output: NIOAsyncChannelOutboundWriter<WireMessage>
+        let id: UInt64
+    }
+
+    struct Inflight {
+        var announce: Announce
+        var source: String
+        var otherSources: [String]
+        var incoming: IncomingBlob
+    }
+
+    public init(config: GossipConfig, group: EventLoopGroup, logger: Logger) throws {
+        self.config = config
+        self.group = group
+        var l = logger
+        l[metadataKey: "peer"] = "\(config.institution)"
+        self.logger = l
+        self.store = try BlobStore(directory: config.blobDirectory)
+        self.serverContext = try config.tls.makeContext(server: true)
+        self.clientContext = try config.tls.makeContext(server: false)
+        self.rng = SplitMix(state: config.seed)
+        (events, eventSink) = AsyncStream.makeStream(of: GossipEvent.self)
+    }
+
+    // MARK: - Lifecycle
+
+    /// Binds the listening socket; returns the port (useful with port 0).
+    public func start() async throws -> Int {
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: config.listenHost, port: config.listenPort) { [serverContext, config] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let verdict = PeerVerdict()
+                    let handler = NIOSSLServerHandler(
+                        context: serverContext,
+                        customVerificationCallback: config.tls.verificationCallback(clock: config.clock, verdict: verdict))
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    return (channel: try GossipNode.wrap(channel, config: config), verdict: verdict, remote: "\(channel.remoteAddress.map { "\($0)" } ?? "?")")
+                }
+            }
+        self.server = server
+        let port = server.channel.localAddress?.port ?? 0
+        logger.info("listening", metadata: ["address": "\(config.listenHost):\(port)"])
+        return port
+    }
+
+    /// Accepts connections and keeps dialling the configured members until cancelled.
+    public func run() async throws {
+        if server == nil { _ = try await start() }
+        guard let server else { return }
+        try await withThrowingDiscardingTaskGroup { group in
+            for target in config.dial {
+                group.addTask { await self.dialLoop(target) }
+            }
+            try await server.executeThenClose { inbound in
+                try await withThrowingDiscardingTaskGroup { children in
+                    for try await accepted in inbound {
+                        children.addTask { await self.serve(accepted, inbound: true, expected: nil) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Members with an established connection.
+    public func connectedPeers() -> [String] { connections.keys.sorted() }
+
+    /// Stops emitting events.
+    public func finishEvents() { eventSink.finish() }
+
+    // MARK: - Publishing
+
+    /// Stores `bytes` and announces them to every connected member.
+    @discardableResult
+    public func publish(_ bytes: [UInt8], round: UInt64, kind: Announce.Kind) async throws -> Announce {
+        let hash = try store.put(bytes)
+        return await announceStored(hash, round: round, kind: kind)
+    }
+
+    /// Stores a file's contents and announces them.
+    @discardableResult
+    public func publish(file: String, round: UInt64, kind: Announce.Kind) async throws -> Announce {
+        let hash = try store.put(file: file)
+        return await announceStored(hash, round: round, kind: kind)
+    }
+
+    private func announceStored(_ hash: ContentHash, round: UInt64, kind: Announce.Kind) async -> Announce {
+        let a = Announce(author: config.institution, round: round, kind: kind, hash: hash, size: store.size(hash) ?? 0)
+        announcements[hash] = a
+        for c in connections.values { send(.announce(a), to: c) }
+        return a
+    }
+
+    // MARK: - Connections
+
+    static func wrap(_ channel: Channel, config: GossipConfig) throws -> NIOAsyncChannel<WireMessage, WireMessage> {
+        let ops = channel.pipeline.syncOperations
+        try ops.addHandler(IdleStateHandler(readTimeout: .init(config.idleTimeout), writeTimeout: .init(config.keepaliveInterval)))
+        try ops.addHandler(ByteToMessageHandler(WireFrameDecoder()))
+        try ops.addHandler(MessageToByteHandler(WireFrameEncoder()))
+        try ops.addHandler(KeepaliveHandler())
+        let timeout = config.handshakeTimeout
+        let task = channel.eventLoop.scheduleTask(in: .init(timeout)) { channel.close(promise: nil) }
+        channel.pipeline.addHandler(HelloDeadline(task: task), position: .last).whenFailure { _ in task.cancel() }
+        return try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: .init(
+            backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
+    }
+
+    private func dialLoop(_ target: PeerAddress) async {
+        var attempt = 0
+        while !Task.isCancelled {
+            if connections[target.institution] == nil {
+                do {
+                    let accepted = try await connect(target)
+                    let helloSeen = await serve(accepted, inbound: false, expected: target.institution)
+                    if helloSeen { attempt = 0 }
+                } catch {
+                    logger.debug("dial failed", metadata: ["to": "\(target.institution)", "error": "\(error)"])
+                }
+            }
+            let delay = backoff(attempt)
+            attempt += 1
+            try? await Task.sleep(for: delay)
+        }
+    }
+
+    /// Capped exponential backoff with jitter in [0.5, 1).
+    func backoff(_ attempt: Int) -> Duration {
+        let base = config.backoffBase * (1 << min(attempt, 20))
+        let capped = min(base, config.backoffCap)
+        let jitter = 0.5 + 0.5 * rng.unit()
+        return capped * jitter
+    }
+
+    private func connect(_ target: PeerAddress) async throws -> Accepted {
+        try await ClientBootstrap(group: group)
+            .connectTimeout(.seconds(5))
+            .connect(host: target.host, port: target.port) { [clientContext, config] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let verdict = PeerVerdict()
+                    let handler = try NIOSSLClientHandler(
+                        context: clientContext, serverHostname: nil,
+                        customVerificationCallback: config.tls.verificationCallback(clock: config.clock, verdict: verdict))
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    return (channel: try GossipNode.wrap(channel, config: config), verdict: verdict, remote: "\(target.host):\(target.port)")
+                }
+            }
+    }
+
+    /// Runs one connection: hello exchange, identity checks, then messages.
+    /// Returns whether the peer's hello was accepted.
+    @discardableResult
+    private func serve(_ accepted: Accepted, inbound: Bool, expected: String?) async -> Bool {
+        let (channel, verdict, remote) = accepted
+        let myHello = Hello(consortium: config.consortium, institution: config.claimedInstitution ?? config.institution)
+        var helloAccepted = false
+        var registered: Connection?
+        do {
+            try await channel.executeThenClose { input, output in
+                // A failed handshake surfaces on the read side with its real
+                // cause; the write of our hello just fails with "closed".
+                try? await output.write(.hello(myHello))
+                var messages = input.makeAsyncIterator()
+                guard let first = try await messages.next() else {
+                    throw ConnectionEnd.closedBeforeHello
+                }
+                guard case .success(let member) = verdict.result else { throw ConnectionEnd.closedBeforeHello }
+                guard case .hello(let hello) = first else {
+                    throw ConnectionEnd.rejected(PeerRejection(.policy, "first message was not a hello"))
+                }
+                if let problem = check(hello, member: member, expected: expected) {
+                    try? await output.write(.goodbye(code: 1, reason: problem.reason))
+                    throw ConnectionEnd.rejected(problem)
+                }
+                channel.channel.pipeline.handler(type: HelloDeadline.self).whenSuccess { $0.passed() }
+                guard connections[member.institution] == nil else {
+                    try? await output.write(.goodbye(code: 2, reason: "already connected"))
+                    throw ConnectionEnd.duplicate
+                }
+                helloAccepted = true
+                let c = Connection(institution: member.institution, output: output, id: rng.next())
+                connections[member.institution] = c
+                registered = c
+                eventSink.yield(.connected(institution: member.institution, inbound: inbound))
+                logger.info("connected", metadata: ["member": "\(member.institution)", "inbound": "\(inbound)"])
+                for a in announcements.values { send(.announce(a), to: c) }
+                while let message = try await messages.next() {
+                    handle(message, from: c)
+                }
+            }
+        } catch let end as ConnectionEnd {
+            report(end, remote: remote, verdict: verdict)
+        } catch {
+            report(.failed(error), remote: remote, verdict: verdict)
+        }
+        if let c = registered, connections[c.institution]?.id == c.id {
+            connections[c.institution] = nil
+            dropInflight(from: c.institution)
+            eventSink.yield(.disconnected(institution: c.institution))
+            logger.info("disconnected", metadata: ["member": "\(c.institution)"])
+        }
+        return helloAccepted
+    }
+
+    private func check(_ hello: Hello, member: MemberCertificate, expected: String?) -> PeerRejection? {
+        if hello.protocolVersion != WireProtocol.version {
+            return PeerRejection(.policy, "protocol version \(hello.protocolVersion) is not supported (this peer speaks \(WireProtocol.version))")
+        }
+        if hello.consortium != config.consortium {
+            return PeerRejection(.wrongConsortium, "hello names consortium '\(hello.consortium)', expected '\(config.consortium)'")
+        }
+        if hello.institution != member.institution {
+            return PeerRejection(.identityMismatch, "peer claims to be '\(hello.institution)' but its certificate is for '\(member.institution)'")
+        }
+        if let expected, expected != member.institution {
+            return PeerRejection(.identityMismatch, "dialled '\(expected)' but reached '\(member.institution)'")
+        }
+        return nil
+    }
+
+    private func report(_ end: ConnectionEnd, remote: String, verdict: PeerVerdict) {
+        let code: String, reason: String
+        if case .failure(let r) = verdict.result {
+            (code, reason) = (r.code.rawValue, r.reason)
+        } else {
+            switch end {
+            case .rejected(let r): (code, reason) = (r.code.rawValue, r.reason)
+            case .duplicate: return
+            case .closedBeforeHello: (code, reason) = ("no-hello", "connection closed before a verified hello")
+            case .failed(let error): (code, reason) = GossipNode.classify(error)
+            }
+        }
+        if code == "closed" { return }
+        logger.warning("connection rejected", metadata: ["remote": "\(remote)", "reason": "\(code)", "detail": "\(reason)"])
+        eventSink.yield(.rejected(remote: remote, code: code, reason: reason))
+    }
+
+    /// Names a TLS or socket failure.
+    static func classify(_ error: Error) -> (String, String) {
+        let text = String(describing: error)
+        if let ssl = error as? NIOSSLError {
+            let detail = String(describing: ssl)
+            if detail.contains("WRONG_VERSION_NUMBER") || detail.contains("HTTP_REQUEST") || detail.contains("RECORD") {
+                return ("not-tls", "the peer did not speak TLS (\(detail))")
+            }
+            if detail.contains("UNSUPPORTED_PROTOCOL") || detail.contains("PROTOCOL_VERSION") {
+                return ("tls-version", "the peer offered no TLS 1.3 (\(detail))")
+            }
+            if detail.contains("CERTIFICATE") || detail.contains("ALERT") {
+                return ("tls-rejected-by-peer", "the peer refused the TLS handshake (\(detail))")
+            }
+            if case .uncleanShutdown = ssl { return ("closed", text) }
+            return ("tls", detail)
+        }
+        if error is ChannelError { return ("closed", text) }
+        return ("error", text)
+    }
+
+    enum ConnectionEnd: Error {
+        case closedBeforeHello
+        case rejected(PeerRejection)
+        case duplicate
+        case failed(Error)
+    }
+
+    // MARK: - Dissemination
+
+    private func send(_ message: WireMessage, to c: Connection) {
+        Task { try? await c.output.write(message) }
+    }
+
+    private func handle(_ message: WireMessage, from c: Connection) {
+        switch message {
+        case .announce(let a):
+            onAnnounce(a, from: c)
+        case .pull(let hash):
+            onPull(hash, from: c)
+        case .chunk(let hash, let offset, let bytes):
+            onChunk(hash, offset: offset, bytes: bytes, from: c)
+        case .notFound(let hash):
+            if let f = inflight[hash], f.source == c.institution { retry(hash) }
+        case .goodbye(let code, let reason):
+            logger.info("goodbye", metadata: ["member": "\(c.institution)", "code": "\(code)", "reason": "\(reason)"])
+        case .hello:
+            logger.warning("second hello ignored", metadata: ["member": "\(c.institution)"])
+        case .ping, .pong:
+            break
+        }
+    }
+
+    private func onAnnounce(_ a: Announce, from c: Connection) {
+        if store.has(a.hash) {
+            eventSink.yield(.duplicate(hash: a.hash, from: c.institution))
+            return
+        }
+        if var f = inflight[a.hash] {
+            if f.source != c.institution && !f.otherSources.contains(c.institution) { f.otherSources.append(c.institution) }
+            inflight[a.hash] = f
+            eventSink.yield(.duplicate(hash: a.hash, from: c.institution))
+            return
+        }
+        do {
+            let incoming = try store.beginReceiving(a.hash, size: a.size)
+            inflight[a.hash] = Inflight(announce: a, source: c.institution, otherSources: [], incoming: incoming)
+            send(.pull(hash: a.hash), to: c)
+        } catch {
+            logger.error("cannot receive blob", metadata: ["hash": "\(a.hash)", "error": "\(error)"])
+        }
+    }
+
+    private func onPull(_ hash: ContentHash, from c: Connection) {
+        guard let size = store.size(hash), store.has(hash) else {
+            send(.notFound(hash: hash), to: c)
+            return
+        }
+        let store = self.store
+        let chunk = config.chunkSize
+        let logger = self.logger
+        Task {
+            // Writes suspend while the channel is not writable: back-pressure
+            // keeps at most a few chunks of this blob in memory.
+            var offset: UInt64 = 0
+            let allocator = ByteBufferAllocator()
+            do {
+                repeat {
+                    let n = Int(min(UInt64(chunk), size - offset))
+                    let bytes = try store.read(hash, offset: offset, length: n, allocator: allocator)
+                    try await c.output.write(.chunk(hash: hash, offset: offset, bytes: bytes))
+                    offset += UInt64(bytes.readableBytes)
+                } while offset < size
+            } catch {
+                logger.debug("blob transfer stopped", metadata: ["hash": "\(hash)", "to": "\(c.institution)", "error": "\(error)"])
+            }
+        }
+    }
+
+    private func onChunk(_ hash: ContentHash, offset: UInt64, bytes: ByteBuffer, from c: Connection) {
+        guard let f = inflight[hash], f.source == c.institution else {
+            eventSink.yield(.duplicate(hash: hash, from: c.institution))
+            return
+        }
+        do {
+            try f.incoming.append(offset: offset, bytes: bytes)
+            guard f.incoming.isComplete else { return }
+            try f.incoming.commit()
+        } catch {
+            logger.warning("bad blob data", metadata: ["hash": "\(hash)", "from": "\(c.institution)", "error": "\(error)"])
+            retry(hash)
+            return
+        }
+        inflight[hash] = nil
+        announcements[hash] = f.announce
+        eventSink.yield(.blobReceived(f.announce, from: c.institution))
+        for other in connections.values where other.institution != c.institution {
+            send(.announce(f.announce), to: other)
+        }
+    }
+
+    /// Abandons the current source of a blob and pulls it from the next one.
+    private func retry(_ hash: ContentHash) {
+        guard var f = inflight.removeValue(forKey: hash) else { return }
+        f.incoming.abandon()
+        while !f.otherSources.isEmpty {
+            let next = f.otherSources.removeFirst()
+            if let c = connections[next], let incoming = try? store.beginReceiving(hash, size: f.announce.size) {
+                inflight[hash] = Inflight(announce: f.announce, source: next, otherSources: f.otherSources, incoming: incoming)
+                send(.pull(hash: hash), to: c)
+                return
+            }
+        }
+    }
+
+    private func dropInflight(from institution: String) {
+        for (hash, f) in inflight where f.source == institution { retry(hash) }
+    }
+}
+
+/// Closes the channel unless the hello is verified in time.
+final class HelloDeadline: ChannelInboundHandler, Sendable {
+    typealias InboundIn = WireMessage
+    let task: Scheduled<Void>
+    init(task: Scheduled<Void>) { self.task = task }
+    func passed() { task.cancel() }
+    func handlerRemoved(context: ChannelHandlerContext) { task.cancel() }
+}
+
+/// SplitMix64, for reconnect jitter and connection ids.
+struct SplitMix {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func unit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+}
