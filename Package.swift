@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "FLIdentity", targets: ["FLIdentity"]),
         .library(name: "FLWire", targets: ["FLWire"]),
         .library(name: "FLGossip", targets: ["FLGossip"]),
+        .library(name: "FLPeer", targets: ["FLPeer"]),
         .executable(name: "flpeer", targets: ["flpeer"]),
         .executable(name: "ledger-tool", targets: ["ledger-tool"]),
     ],
@@ -33,6 +34,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         // Tensors, math, models, training, data, metrics, aggregation, hashing.
@@ -74,11 +76,25 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Configuration files -> services; the round engine and daemon.
+        .target(
+            name: "FLPeer",
+            dependencies: [
+                "FLCore",
+                "FLIdentity",
+                "FLGossip",
+                "FLWire",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "flpeer",
             dependencies: [
                 "FLCore",
                 "FLIdentity",
+                "FLPeer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -108,6 +124,10 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
+        ),
+        .testTarget(
+            name: "FLPeerTests",
+            dependencies: ["FLPeer", "FLIdentity"]
         ),
         .testTarget(
             name: "FLWireTests",

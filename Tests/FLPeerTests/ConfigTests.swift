@@ -1,0 +1,121 @@
+import FLIdentity
+import Foundation
+import Testing
+
+@testable import FLPeer
+
+/// A temporary consortium folder with a CA, two members' keys and certificates.
+struct ConfigFixture {
+    let dir: String
+
+    init() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("flpeer-config-\(UUID().uuidString)").path
+        let ca = try ConsortiumCA.create(consortium: "demo")
+        try ca.save(directory: "\(dir)/ca")
+        for id in ["alice", "bob"] {
+            let (key, csr) = try InstitutionKey.generate(institution: id)
+            try PEMFiles.write(Ed25519Keys.pem(key), to: "\(dir)/\(id).key.pem", secret: true)
+            try PEMFiles.write(try PEMFiles.pem(try ca.sign(csr, days: 30)), to: "\(dir)/\(id).pem")
+        }
+        try "label,x\n0,1\n1,2\n".write(toFile: "\(dir)/train.csv", atomically: true, encoding: .utf8)
+        try write("network.yaml", Self.network)
+        try write("alice.yaml", Self.peer)
+    }
+
+    static let network = """
+        consortium: demo
+        ca: ca/ca.pem
+        revocation_list: ca/crl.pem
+        members:
+          - id: alice
+            address: 127.0.0.1:7001
+          - id: bob
+            address: 127.0.0.1:7002
+        plan:
+          rounds: 5
+          rule: median
+        """
+
+    static let peer = """
+        network: network.yaml
+        id: alice
+        key: alice.key.pem
+        certificate: alice.pem
+        listen: 127.0.0.1:7001
+        data:
+          train: train.csv
+        state_dir: state/alice
+        """
+
+    func write(_ name: String, _ text: String) throws {
+        try text.write(toFile: "\(dir)/\(name)", atomically: true, encoding: .utf8)
+    }
+
+    /// Loads alice.yaml after replacing `old` with `new` in `file`; returns the error.
+    func error(in file: String, replacing old: String, with new: String) throws -> ConfigError? {
+        let original = file == "network.yaml" ? Self.network : Self.peer
+        #expect(original.contains(old), "fixture lacks \(old)")
+        try write(file, original.replacingOccurrences(of: old, with: new))
+        defer { try? write(file, original) }
+        do {
+            _ = try PeerConfig.load("\(dir)/alice.yaml")
+            return nil
+        } catch {
+            return error
+        }
+    }
+}
+
+@Suite("configuration")
+struct ConfigTests {
+    @Test func aValidConfigurationLoads() throws {
+        let f = try ConfigFixture()
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        let peer = try PeerConfig.load("\(f.dir)/alice.yaml")
+        #expect(peer.id == "alice" && peer.network.consortium == "demo")
+        #expect(peer.network.members.map(\.id) == ["alice", "bob"])
+        #expect(peer.dial == ["bob"])
+        #expect(peer.network.plan.rounds == 5 && peer.network.plan.rule == "median" && peer.network.plan.quorum == 2)
+        #expect(peer.stateDirectory == "\(f.dir)/state/alice")
+        let gossip = try peer.gossipConfig()
+        #expect(gossip.dial.map(\.port) == [7002])
+        #expect(gossip.institution == "alice")
+    }
+
+    @Test("each mistake is one sentence naming file, key and fix", arguments: [
+        ("network.yaml", "rounds: 5", "rounds: many", "network.yaml", "plan.rounds", "whole number"),
+        ("network.yaml", "address: 127.0.0.1:7002", "address: 127.0.0.1", "network.yaml", "members[1].address", "HOST:PORT"),
+        ("network.yaml", "rule: median", "rule: majority", "network.yaml", "plan.rule", "trimmed-mean"),
+        ("network.yaml", "ca: ca/ca.pem", "ca: nowhere.pem", "network.yaml", "ca", "does not exist"),
+        ("network.yaml", "  - id: bob", "  - id: alice", "network.yaml", "members[1].id", "different id"),
+        ("network.yaml", "consortium: demo", "consortium: Demo Group", "network.yaml", "consortium", "lowercase"),
+        ("network.yaml", "plan:", "plans:", "network.yaml", "plans", "not a known setting"),
+        ("alice.yaml", "id: alice", "id: carol", "alice.yaml", "id", "not a member"),
+        ("alice.yaml", "certificate: alice.pem", "certificate: bob.pem", "alice.yaml", "key", "do not form a usable pair"),
+        ("alice.yaml", "listen: 127.0.0.1:7001", "listen: seven", "alice.yaml", "listen", "HOST:PORT"),
+        ("alice.yaml", "  train: train.csv", "  train: missing.csv", "alice.yaml", "data.train", "does not exist"),
+        ("alice.yaml", "state_dir: state/alice", "state_dir: [1, 2]", "alice.yaml", "state_dir", "non-empty text"),
+        ("alice.yaml", "network: network.yaml", "network: {", "alice.yaml", "", "not valid YAML"),
+    ])
+    func mistakes(file: String, old: String, new: String, named: String, key: String, phrase: String) throws {
+        let f = try ConfigFixture()
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        let error = try #require(try f.error(in: file, replacing: old, with: new))
+        #expect(error.file.hasSuffix(named))
+        #expect(error.key == key)
+        let sentence = error.description
+        #expect(sentence.contains(phrase), "\(sentence)")
+        #expect(sentence.hasSuffix(".") && !sentence.dropLast().contains("\n"))
+        if !key.isEmpty { #expect(sentence.contains("key '\(key)'")) }
+    }
+
+    @Test func aCertificateFromAnotherCAIsRefused() throws {
+        let f = try ConfigFixture()
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        let other = try ConsortiumCA.create(consortium: "demo")
+        let (key, csr) = try InstitutionKey.generate(institution: "alice")
+        try PEMFiles.write(Ed25519Keys.pem(key), to: "\(f.dir)/alice.key.pem", secret: true)
+        try PEMFiles.write(try PEMFiles.pem(try other.sign(csr, days: 30)), to: "\(f.dir)/alice.pem")
+        #expect { try PeerConfig.load("\(f.dir)/alice.yaml") } throws: { ($0 as? ConfigError)?.key == "certificate" }
+    }
+}
