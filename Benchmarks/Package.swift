@@ -11,7 +11,12 @@ let package = Package(
     targets: [
         .executableTarget(
             name: "flbench",
-            dependencies: [.product(name: "FLCore", package: "flpeer")],
+            dependencies: [
+                .product(name: "FLCore", package: "flpeer"),
+                .product(name: "FLGossip", package: "flpeer"),
+                .product(name: "FLIdentity", package: "flpeer"),
+                .product(name: "FLWire", package: "flpeer"),
+            ],
             path: "Sources/flbench"
         ),
     ],

@@ -115,6 +115,13 @@ public actor GossipNode {
         return await announceStored(hash, round: round, kind: kind)
     }
 
+    /// Announces a blob that is already in the store.
+    @discardableResult
+    public func announce(stored hash: ContentHash, round: UInt64, kind: Announce.Kind) async throws -> Announce {
+        guard store.has(hash) else { throw BlobError("blob \(hash) is not stored") }
+        return await announceStored(hash, round: round, kind: kind)
+    }
+
     private func announceStored(_ hash: ContentHash, round: UInt64, kind: Announce.Kind) async -> Announce {
         let a = Announce(author: config.institution, round: round, kind: kind, hash: hash, size: store.size(hash) ?? 0)
         announcements[hash] = a

@@ -74,6 +74,9 @@ public struct PeerConfig: Sendable {
         guard trust.caCertificate.publicKey.isValidSignature(tls.certificate.signature, for: tls.certificate) else {
             throw ConfigError(file: file, key: "certificate", problem: "was not issued by the CA named in \(network.file)", fix: "have the consortium's CA sign this member's CSR")
         }
+        if let crl = trust.revocations, crl.isRevoked(tls.certificate) {
+            throw ConfigError(file: file, key: "certificate", problem: "is revoked in \(network.revocationListFile ?? "the revocation list")", fix: "ask the coordinator for a new certificate ('flpeer keygen', then 'flpeer ca sign')")
+        }
         return tls
     }
 

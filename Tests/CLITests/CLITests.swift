@@ -114,3 +114,37 @@ struct CLITests {
         #expect(same, "every row lands in exactly one file (\(rows.count) rows written, \(original.count) in the source)")
     }
 }
+
+@Suite("loopback example")
+struct LoopbackExampleTests {
+    @Test func makeCertsCreatesAWorkingThreeMemberConsortium() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let copy = dir.appendingPathComponent("loopback")
+        try FileManager.default.copyItem(at: repository.appendingPathComponent("network-configs/loopback"), to: copy)
+        for leftover in ["pki", "state", "data"] { try? FileManager.default.removeItem(at: copy.appendingPathComponent(leftover)) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = [copy.appendingPathComponent("make-certs.sh").path, productsDirectory.appendingPathComponent("flpeer").path]
+        p.environment = ProcessInfo.processInfo.environment.merging(["FLPEER_DATA": repository.appendingPathComponent("data/digits.csv").path]) { $1 }
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0, "\(text)")
+        for id in ["alice", "bob", "carol"] {
+            #expect(text.contains("\(id).yaml: member '\(id)' of 'loopback-demo' (3 members)"), "\(text)")
+            #expect(FileManager.default.fileExists(atPath: copy.appendingPathComponent("pki/\(id)/\(id).pem").path))
+        }
+        // A revoked member's file is then refused by its own check.
+        let r = try flpeer("ca", "revoke", "--ca", copy.appendingPathComponent("pki/ca").path, "--cert", copy.appendingPathComponent("pki/bob/bob.pem").path)
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("now lists 1 certificate"))
+        let check = try flpeer("config", "check", "--config", copy.appendingPathComponent("bob.yaml").path)
+        #expect(check.status == 1)
+        #expect(check.stderr.contains("key 'certificate' is revoked"), "\(check.stderr)")
+        #expect(try flpeer("config", "check", "--config", copy.appendingPathComponent("alice.yaml").path).status == 0)
+    }
+}

@@ -25,6 +25,7 @@ struct TransportTests {
 
     @Test func membersConnectAndExchangeHellos() async throws {
         let consortium = try TestConsortium(members: ["alice", "bob"])
+        defer { try? FileManager.default.removeItem(atPath: consortium.root) }
         let logs = LogRecorder()
         let (bob, port, bobTask) = try await start(consortium.config(try consortium.tls("bob")), logs)
         let (alice, _, aliceTask) = try await start(
@@ -43,6 +44,7 @@ struct TransportTests {
     ])
     func rejection(kind: String) async throws {
         var consortium = try TestConsortium(members: ["alice", "bob", "mallory"])
+        defer { try? FileManager.default.removeItem(atPath: consortium.root) }
         let malloryTLS = try consortium.tls("mallory")
         consortium.revocations = try RevocationList.issue(by: consortium.ca, revoked: [.init(serial: malloryTLS.certificate.serialNumber, revoked: Date())], number: 2)
         let logs = LogRecorder()
@@ -123,6 +125,7 @@ struct TransportTests {
     @Test func blobsRelayThroughAMiddlePeer() async throws {
         // A — B — C with no A–C link: A's 100 MB blob reaches C through B.
         let consortium = try TestConsortium(members: ["a", "b", "c"])
+        defer { try? FileManager.default.removeItem(atPath: consortium.root) }
         let logs = LogRecorder()
         let (b, portB, taskB) = try await start(consortium.config(try consortium.tls("b")), logs)
         let toB = [PeerAddress(institution: "b", host: "127.0.0.1", port: portB)]
@@ -163,6 +166,7 @@ struct TransportTests {
 
     @Test func dialerReconnectsAfterThePeerRestarts() async throws {
         let consortium = try TestConsortium(members: ["alice", "bob"])
+        defer { try? FileManager.default.removeItem(atPath: consortium.root) }
         let logs = LogRecorder()
         let bobTLS = try consortium.tls("bob")
         let (bob1, port, bobTask1) = try await start(consortium.config(bobTLS), logs)
@@ -181,6 +185,7 @@ struct TransportTests {
 
     @Test func backoffIsCappedExponentialWithJitter() async throws {
         let consortium = try TestConsortium(members: ["alice"])
+        defer { try? FileManager.default.removeItem(atPath: consortium.root) }
         var config = consortium.config(try consortium.tls("alice"))
         config.backoffBase = .milliseconds(100)
         config.backoffCap = .seconds(2)

@@ -20,5 +20,5 @@ for id in alice bob carol; do
   "$flpeer" keygen --institution "$id" --out "pki/$id"                 # at each institution
   "$flpeer" ca sign --ca pki/ca --csr "pki/$id/$id.csr.pem" --days 365 --out "pki/$id/$id.pem"   # coordinator
 done
-"$flpeer" data split --data "$root/data/digits.csv" --parts 3 --alpha 0.5 --seed 1 --out data
+"$flpeer" data split --data "${FLPEER_DATA:-$root/data/digits.csv}" --parts 3 --alpha 0.5 --seed 1 --out data
 for id in alice bob carol; do "$flpeer" config check --config "$id.yaml"; done
