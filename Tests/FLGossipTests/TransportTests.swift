@@ -178,7 +178,13 @@ struct TransportTests {
         #expect(await waitFor(alice) { if case .disconnected("bob") = $0 { true } else { false } } != nil)
         var config = consortium.config(bobTLS)
         config.listenPort = port
-        let (bob2, _, bobTask2) = try await start(config, logs)
+        // The old listener closes asynchronously after cancellation: retry the bind briefly.
+        var restarted: (GossipNode, Int, Task<Void, Error>)?
+        for _ in 0..<100 where restarted == nil {
+            restarted = try? await start(config, logs)
+            if restarted == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        let (bob2, _, bobTask2) = try #require(restarted)
         defer { bobTask2.cancel() }
         #expect(await waitFor(bob2) { if case .connected("alice", _) = $0 { true } else { false } } != nil)
     }
