@@ -59,6 +59,8 @@ public actor GossipNode {
     public func start() async throws -> Int {
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: GossipNode.writeWaterMark)
+            .childChannelOption(.recvAllocator, value: GossipNode.receiveAllocator)
             .bind(host: config.listenHost, port: config.listenPort) { [serverContext, config] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let verdict = PeerVerdict()
@@ -131,6 +133,12 @@ public actor GossipNode {
 
     // MARK: - Connections
 
+    /// Up to 1 MiB (four default chunks) may wait in a connection's write
+    /// buffer, so the sender reads the next chunk while TLS sends the last.
+    static let writeWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 512 * 1024, high: 1024 * 1024)
+    /// Socket reads of up to 256 KiB, so a chunk arrives in a few reads.
+    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 65536, maximum: 262_144)
+
     static func wrap(_ channel: Channel, config: GossipConfig) throws -> NIOAsyncChannel<WireMessage, WireMessage> {
         let ops = channel.pipeline.syncOperations
         try ops.addHandler(IdleStateHandler(readTimeout: .init(config.idleTimeout), writeTimeout: .init(config.keepaliveInterval)))
@@ -173,6 +181,8 @@ public actor GossipNode {
     private func connect(_ target: PeerAddress) async throws -> Accepted {
         try await ClientBootstrap(group: group)
             .connectTimeout(.seconds(5))
+            .channelOption(.writeBufferWaterMark, value: GossipNode.writeWaterMark)
+            .channelOption(.recvAllocator, value: GossipNode.receiveAllocator)
             .connect(host: target.host, port: target.port) { [clientContext, config] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let verdict = PeerVerdict()
