@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "FLIdentity", targets: ["FLIdentity"]),
         .library(name: "FLWire", targets: ["FLWire"]),
         .library(name: "FLGossip", targets: ["FLGossip"]),
+        .library(name: "FLLedger", targets: ["FLLedger"]),
         .library(name: "FLPeer", targets: ["FLPeer"]),
         .executable(name: "flpeer", targets: ["flpeer"]),
         .executable(name: "ledger-tool", targets: ["ledger-tool"]),
@@ -35,6 +36,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         // Tensors, math, models, training, data, metrics, aggregation, hashing.
@@ -61,6 +63,16 @@ let package = Package(
             name: "FLWire",
             dependencies: [
                 .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // The signed, hash-chained ledger in SQLite: encoding, storage, replication merge, verification.
+        .target(
+            name: "FLLedger",
+            dependencies: [
+                "FLIdentity",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
         // Mutual-TLS connections, announce/pull dissemination of blobs, keepalive, reconnect.
@@ -102,6 +114,9 @@ let package = Package(
             name: "ledger-tool",
             dependencies: [
                 "FLCore",
+                "FLLedger",
+                "FLIdentity",
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -123,6 +138,15 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+        .testTarget(
+            name: "FLLedgerTests",
+            dependencies: [
+                "FLLedger",
+                "FLIdentity",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
         .testTarget(

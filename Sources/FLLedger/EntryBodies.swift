@@ -1,0 +1,72 @@
+import Foundation
+
+/// Entry bodies are UTF-8 JSON objects. Hashes and signatures cover the stored
+/// bytes, so any encoding of the same object is acceptable; flpeer writes
+/// keys sorted and hashes as lowercase hex.
+public enum EntryBody {
+    /// JSON bytes of `object` (keys sorted).
+    public static func encode(_ object: [String: Any]) -> [UInt8] {
+        Array((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data())
+    }
+
+    /// The JSON object in `bytes`, or nil.
+    public static func decode(_ bytes: [UInt8]) -> [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any]
+    }
+
+    public static func genesis(certificatePEM: String) -> [UInt8] { encode(["certificate": certificatePEM]) }
+
+    public static func update(round: UInt64, baseHash: String, updateHash: String, samples: Int, codec: String, metrics: [String: Double]) -> [UInt8] {
+        encode(["round": round, "base_hash": baseHash, "update_hash": updateHash, "samples": samples, "codec": codec, "metrics": metrics])
+    }
+
+    /// One included update of an aggregate.
+    public struct Included: Sendable, Equatable {
+        public let author: String
+        public let updateHash: String
+        public let trimmed: Int
+        public init(author: String, updateHash: String, trimmed: Int) {
+            self.author = author
+            self.updateHash = updateHash
+            self.trimmed = trimmed
+        }
+    }
+
+    public static func aggregate(round: UInt64, included: [Included], rule: String, parameters: [String: Double], resultHash: String, scores: [String: Double]) -> [UInt8] {
+        encode([
+            "round": round, "rule": rule, "parameters": parameters, "result_hash": resultHash, "scores": scores,
+            "included": included.map { ["author": $0.author, "update_hash": $0.updateHash, "trimmed": $0.trimmed] },
+        ])
+    }
+
+    public static func checkpoint(heads: [(author: String, seq: UInt64, hash: [UInt8])]) -> [UInt8] {
+        encode(["heads": heads.sorted { $0.author < $1.author }.map { ["author": $0.author, "seq": $0.seq, "hash": hex($0.hash)] }])
+    }
+}
+
+/// Lowercase hex.
+public func hex(_ bytes: some Sequence<UInt8>) -> String {
+    bytes.map { String(format: "%02x", $0) }.joined()
+}
+
+/// Bytes from hex, or nil.
+public func unhex(_ s: String) -> [UInt8]? {
+    let chars = Array(s.utf8)
+    guard chars.count % 2 == 0 else { return nil }
+    var out: [UInt8] = []
+    out.reserveCapacity(chars.count / 2)
+    func v(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 48...57: c - 48
+        case 97...102: c - 87
+        default: nil
+        }
+    }
+    var i = 0
+    while i < chars.count {
+        guard let hi = v(chars[i]), let lo = v(chars[i + 1]) else { return nil }
+        out.append(hi << 4 | lo)
+        i += 2
+    }
+    return out
+}

@@ -1,0 +1,226 @@
+import Crypto
+import FLIdentity
+import Foundation
+import GRDB
+import X509
+
+/// Why the ledger refused an operation.
+public struct LedgerError: Error, Equatable, CustomStringConvertible, Sendable {
+    public let description: String
+    init(_ d: String) { description = d }
+}
+
+/// A peer's ledger file: one hash-chained, signed chain per institution,
+/// replicas of every chain the peer has seen, and evidence of forks.
+/// WAL mode with `synchronous=FULL`: an append that returned is on disk.
+public final class LedgerStore: Sendable {
+    public let path: String
+    let pool: DatabasePool
+
+    /// Opens (creating if needed) a ledger file and runs the migrations.
+    public init(path: String, consortium: String) throws {
+        self.path = path
+        var config = Configuration()
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        pool = try DatabasePool(path: path, configuration: config)
+        try LedgerSchema.migrator.migrate(pool)
+        try pool.write { db in
+            let existing = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'consortium'")
+            if let existing, existing != consortium {
+                throw LedgerError("\(path) is the ledger of consortium '\(existing)', not '\(consortium)'")
+            }
+            if existing == nil {
+                try db.execute(sql: "INSERT INTO meta(key, value) VALUES ('consortium', ?)", arguments: [consortium])
+            }
+        }
+    }
+
+    /// The consortium this ledger belongs to.
+    public func consortium() throws -> String {
+        try pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'consortium'") ?? "" }
+    }
+
+    /// The last entry's seq and hash of each chain.
+    public func heads() throws -> [String: (seq: UInt64, hash: [UInt8])] {
+        try pool.read { db in
+            var out: [String: (UInt64, [UInt8])] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT author, seq, hash FROM entries e WHERE seq = (SELECT MAX(seq) FROM entries WHERE author = e.author)") {
+                out[row["author"]] = (UInt64(row["seq"] as Int64), [UInt8](row["hash"] as Data))
+            }
+            return out
+        }
+    }
+
+    /// Appends a new entry to `author`'s own chain, signed with `key`, in one
+    /// durable transaction (reads the head and inserts atomically).
+    @discardableResult
+    public func append(author: String, kind: EntryKind, round: UInt64, body: [UInt8], key: Curve25519.Signing.PrivateKey, time: Date = Date()) throws -> LedgerEntry {
+        let consortium = try consortium()
+        return try pool.write { db in
+            let head = try Row.fetchOne(db, sql: "SELECT seq, hash FROM entries WHERE author = ? ORDER BY seq DESC LIMIT 1", arguments: [author])
+            let seq = head.map { UInt64($0["seq"] as Int64) + 1 } ?? 0
+            guard (seq == 0) == (kind == .genesis) else {
+                throw LedgerError(seq == 0 ? "the first entry of a chain must be its genesis" : "chain '\(author)' already has a genesis")
+            }
+            let prev = head.map { [UInt8]($0["hash"] as Data) } ?? LedgerEntry.zeroHash
+            let header = EntryHeader(consortium: consortium, author: author, seq: seq, prev: prev, round: round, kind: kind,
+                                     timeMillis: Int64((time.timeIntervalSince1970 * 1000).rounded()), bodyLength: 0)
+            let entry = try LedgerEntry.make(header: header, body: body, key: key)
+            try LedgerSchema.insert(entry, into: db)
+            return entry
+        }
+    }
+
+    /// Entries of `author` with seq greater than `after` (all when nil), in order.
+    public func entries(author: String, after: UInt64? = nil) throws -> [LedgerEntry] {
+        try pool.read { db in
+            try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries WHERE author = ? AND seq > ? ORDER BY seq",
+                                     arguments: [author, after.map { Int64($0) } ?? -1])
+        }
+    }
+
+    /// Every entry, by author then seq.
+    public func allEntries() throws -> [LedgerEntry] {
+        try pool.read { db in try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries ORDER BY author, seq", arguments: []) }
+    }
+
+    /// What a merge did with each received entry.
+    public struct MergeReport: Equatable, Sendable {
+        public var stored = 0
+        public var duplicates = 0
+        /// Entries that conflict with a stored one for the same (author, seq): kept as evidence.
+        public var forks = 0
+        /// Refused entries with the reason.
+        public var refused: [String] = []
+    }
+
+    /// Stores replicated entries after checking each one's hash, link and
+    /// signature (the author's key comes from its genesis certificate, which
+    /// must be issued by `caCertificate`). A second, different entry for an
+    /// existing (author, seq) never overwrites: it is kept as a fork and the
+    /// author is flagged.
+    public func merge(_ incoming: [LedgerEntry], caCertificate: Certificate) throws -> MergeReport {
+        let consortium = try consortium()
+        var report = MergeReport()
+        let sorted = incoming.sorted { ($0.header.author, $0.header.seq) < ($1.header.author, $1.header.seq) }
+        try pool.write { db in
+            for entry in sorted {
+                let h = entry.header
+                let at = "\(h.author)#\(h.seq)"
+                guard h.consortium == consortium else { report.refused.append("\(at): consortium '\(h.consortium)' is not '\(consortium)'"); continue }
+                guard entry.hashIsIntact else { report.refused.append("\(at): stored hash does not match its bytes"); continue }
+                let key: Curve25519.Signing.PublicKey
+                if h.kind == .genesis {
+                    guard h.seq == 0, let k = LedgerSchema.genesisKey(entry, author: h.author, consortium: consortium, ca: caCertificate) else {
+                        report.refused.append("\(at): genesis does not carry a certificate for '\(h.author)' from the consortium CA"); continue
+                    }
+                    key = k
+                } else {
+                    guard let k = try LedgerSchema.storedKey(db, author: h.author, consortium: consortium, ca: caCertificate) else {
+                        report.refused.append("\(at): no genesis is known for '\(h.author)'"); continue
+                    }
+                    key = k
+                }
+                guard entry.isSigned(by: key) else { report.refused.append("\(at): signature is not by '\(h.author)'"); continue }
+                if let existing = try Data.fetchOne(db, sql: "SELECT hash FROM entries WHERE author = ? AND seq = ?", arguments: [h.author, Int64(h.seq)]) {
+                    if [UInt8](existing) == entry.hash {
+                        report.duplicates += 1
+                    } else {
+                        try db.execute(sql: """
+                            INSERT OR IGNORE INTO forks(author, seq, header, body, hash, signature) VALUES (?, ?, ?, ?, ?, ?)
+                            """, arguments: [h.author, Int64(h.seq), Data(entry.headerBytes), Data(entry.body), Data(entry.hash), Data(entry.signature)])
+                        report.forks += 1
+                    }
+                    continue
+                }
+                let head = try Row.fetchOne(db, sql: "SELECT seq, hash FROM entries WHERE author = ? ORDER BY seq DESC LIMIT 1", arguments: [h.author])
+                let expectedSeq = head.map { UInt64($0["seq"] as Int64) + 1 } ?? 0
+                let expectedPrev = head.map { [UInt8]($0["hash"] as Data) } ?? LedgerEntry.zeroHash
+                guard h.seq == expectedSeq, h.prev == expectedPrev else {
+                    report.refused.append("\(at): does not extend the stored chain (expected seq \(expectedSeq) after \(hex(expectedPrev.prefix(6))))"); continue
+                }
+                try LedgerSchema.insert(entry, into: db)
+                report.stored += 1
+            }
+        }
+        return report
+    }
+
+    /// Authors with fork evidence against them.
+    public func flaggedAuthors() throws -> [String] {
+        try pool.read { db in try String.fetchAll(db, sql: "SELECT DISTINCT author FROM forks ORDER BY author") }
+    }
+}
+
+/// The schema. Migrations never change once shipped; new ones are appended.
+enum LedgerSchema {
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE meta (
+                    key TEXT PRIMARY KEY NOT NULL,
+                    value TEXT NOT NULL
+                );
+                CREATE TABLE entries (
+                    id INTEGER PRIMARY KEY,
+                    author TEXT NOT NULL,
+                    seq INTEGER NOT NULL CHECK (seq >= 0),
+                    kind INTEGER NOT NULL,
+                    round INTEGER NOT NULL,
+                    prev BLOB NOT NULL CHECK (length(prev) = 32),
+                    header BLOB NOT NULL,
+                    body BLOB NOT NULL,
+                    hash BLOB NOT NULL CHECK (length(hash) = 32),
+                    signature BLOB NOT NULL CHECK (length(signature) = 64),
+                    UNIQUE (author, seq)
+                );
+                CREATE TABLE forks (
+                    id INTEGER PRIMARY KEY,
+                    author TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    header BLOB NOT NULL,
+                    body BLOB NOT NULL,
+                    hash BLOB NOT NULL,
+                    signature BLOB NOT NULL,
+                    UNIQUE (author, seq, hash)
+                );
+                """)
+        }
+        return m
+    }
+
+    static func insert(_ e: LedgerEntry, into db: Database) throws {
+        let h = e.header
+        try db.execute(sql: """
+            INSERT INTO entries(author, seq, kind, round, prev, header, body, hash, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [h.author, Int64(h.seq), Int64(h.kind.rawValue), Int64(h.round), Data(h.prev), Data(e.headerBytes), Data(e.body), Data(e.hash), Data(e.signature)])
+    }
+
+    static func entries(_ db: Database, sql: String, arguments: StatementArguments) throws -> [LedgerEntry] {
+        try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+            try LedgerEntry(headerBytes: [UInt8](row["header"] as Data), body: [UInt8](row["body"] as Data),
+                            hash: [UInt8](row["hash"] as Data), signature: [UInt8](row["signature"] as Data))
+        }
+    }
+
+    /// The Ed25519 key in a genesis entry's certificate, if the CA issued it to `author` in `consortium`.
+    static func genesisKey(_ entry: LedgerEntry, author: String, consortium: String, ca: Certificate) -> Curve25519.Signing.PublicKey? {
+        guard let body = EntryBody.decode(entry.body), let pem = body["certificate"] as? String,
+              let cert = try? Certificate(pemEncoded: pem),
+              ca.publicKey.isValidSignature(cert.signature, for: cert), cert.issuer == ca.subject,
+              let member = MemberCertificate(cert), member.institution == author, member.consortium == consortium
+        else { return nil }
+        return member.ed25519PublicKey
+    }
+
+    static func storedKey(_ db: Database, author: String, consortium: String, ca: Certificate) throws -> Curve25519.Signing.PublicKey? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT header, body, hash, signature FROM entries WHERE author = ? AND seq = 0", arguments: [author]),
+              let entry = try? LedgerEntry(headerBytes: [UInt8](row["header"] as Data), body: [UInt8](row["body"] as Data),
+                                           hash: [UInt8](row["hash"] as Data), signature: [UInt8](row["signature"] as Data))
+        else { return nil }
+        return genesisKey(entry, author: author, consortium: consortium, ca: ca)
+    }
+}

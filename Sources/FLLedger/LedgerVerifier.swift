@@ -1,0 +1,254 @@
+import Crypto
+import FLIdentity
+import Foundation
+import GRDB
+import X509
+
+/// One broken rule, named precisely enough to find and judge.
+public struct Finding: Equatable, Sendable, CustomStringConvertible {
+    public let author: String
+    public let seq: Int64
+    /// Rule identifier from docs/ledger-spec.md, e.g. `hash`, `link`, `signature`.
+    public let rule: String
+    public let expected: String
+    public let found: String
+
+    public var description: String { "\(author)#\(seq) \(rule): expected \(expected), found \(found)" }
+}
+
+/// The verdict on one ledger file (and optionally its replicas elsewhere).
+public struct VerificationReport: Sendable {
+    public var chains = 0
+    public var entries = 0
+    public var rounds = 0
+    public var findings: [Finding] = []
+    public var intact: Bool { findings.isEmpty }
+}
+
+/// A file that cannot be verified at all (exit code 2).
+public struct UnusableLedger: Error, CustomStringConvertible, Sendable {
+    public let description: String
+}
+
+/// Offline verification with nothing but the consortium CA certificate.
+/// Every check reads the stored bytes; nothing is re-encoded.
+public enum LedgerVerifier {
+    struct StoredRow {
+        let author: String
+        let seq: Int64
+        let kind: Int64
+        let round: Int64
+        let prev: [UInt8]
+        let header: [UInt8]
+        let body: [UInt8]
+        let hash: [UInt8]
+        let signature: [UInt8]
+    }
+
+    static func load(_ path: String) throws -> (consortium: String, rows: [StoredRow], forks: [StoredRow]) {
+        guard FileManager.default.fileExists(atPath: path) else { throw UnusableLedger(description: "\(path) does not exist") }
+        var config = Configuration()
+        config.readonly = true
+        let queue: DatabaseQueue
+        do {
+            queue = try DatabaseQueue(path: path, configuration: config)
+        } catch {
+            throw UnusableLedger(description: "\(path) cannot be opened as SQLite (\(error))")
+        }
+        do {
+            return try queue.read { db in
+                guard try db.tableExists("entries"), try db.tableExists("meta") else {
+                    throw UnusableLedger(description: "\(path) is SQLite but not an flpeer ledger (no entries table)")
+                }
+                let consortium = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'consortium'") ?? ""
+                func rows(_ table: String, _ hasKind: Bool) throws -> [StoredRow] {
+                    let cols = hasKind ? "author, seq, kind, round, prev, header, body, hash, signature" : "author, seq, 0 AS kind, 0 AS round, x'' AS prev, header, body, hash, signature"
+                    return try Row.fetchAll(db, sql: "SELECT \(cols) FROM \(table) ORDER BY author, seq").map { r in
+                        StoredRow(author: r["author"], seq: r["seq"], kind: r["kind"], round: r["round"], prev: [UInt8](r["prev"] as Data? ?? Data()),
+                                  header: [UInt8](r["header"] as Data), body: [UInt8](r["body"] as Data),
+                                  hash: [UInt8](r["hash"] as Data), signature: [UInt8](r["signature"] as Data))
+                    }
+                }
+                return (consortium, try rows("entries", true), try db.tableExists("forks") ? try rows("forks", false) : [])
+            }
+        } catch let e as UnusableLedger {
+            throw e
+        } catch {
+            throw UnusableLedger(description: "\(path) is not a readable ledger (\(error))")
+        }
+    }
+
+    /// Verifies `path`; `others` are replicas from other peers, whose chains
+    /// must agree with this one and whose checkpoints reveal truncation and rollback.
+    public static func verify(path: String, caCertificate: Certificate, against others: [String] = []) throws -> VerificationReport {
+        let (consortium, rows, forks) = try load(path)
+        var report = VerificationReport()
+        var findings: [Finding] = []
+        func find(_ a: String, _ s: Int64, _ rule: String, _ e: String, _ f: String) { findings.append(Finding(author: a, seq: s, rule: rule, expected: e, found: f)) }
+
+        guard (try? MemberName.validate(consortium, what: "consortium")) != nil else {
+            throw UnusableLedger(description: "\(path) names no valid consortium in its meta table")
+        }
+        let chains = Dictionary(grouping: rows, by: \.author)
+        var keys: [String: Curve25519.Signing.PublicKey] = [:]
+        var updates: [String: [String: UInt64]] = [:]  // author -> update hash hex -> round
+        var rounds = Set<UInt64>()
+        var parsed: [(StoredRow, EntryHeader, [String: Any])] = []
+
+        for (author, chain) in chains.sorted(by: { $0.key < $1.key }) {
+            var expectedSeq: Int64 = 0
+            var prevHash = LedgerEntry.zeroHash
+            for row in chain {
+                if row.seq != expectedSeq {
+                    find(author, row.seq, "seq-contiguous", "seq \(expectedSeq)", "seq \(row.seq)")
+                }
+                defer {
+                    expectedSeq = row.seq + 1
+                    prevHash = row.hash
+                }
+                let header: EntryHeader
+                do {
+                    header = try EntryHeader.decode(row.header)
+                } catch {
+                    find(author, row.seq, "header-format", "a well-formed header", "\(error)")
+                    continue
+                }
+                if header.author != row.author || Int64(header.seq) != row.seq || Int64(header.kind.rawValue) != row.kind
+                    || Int64(header.round) != row.round || header.prev != row.prev {
+                    find(author, row.seq, "columns-match-header", "columns equal to the signed header (author \(header.author), seq \(header.seq))", "author \(row.author), seq \(row.seq)")
+                }
+                if header.consortium != consortium {
+                    find(author, row.seq, "consortium", consortium, header.consortium)
+                }
+                if Int(header.bodyLength) != row.body.count {
+                    find(author, row.seq, "body-length", "\(header.bodyLength) bytes", "\(row.body.count) bytes")
+                }
+                let recomputed = LedgerEntry.computeHash(header: row.header, body: row.body)
+                if recomputed != row.hash {
+                    find(author, row.seq, "hash", hex(recomputed), hex(row.hash))
+                }
+                if header.prev != prevHash {
+                    find(author, row.seq, "link", hex(prevHash), hex(header.prev))
+                }
+                let entry = try? LedgerEntry(headerBytes: row.header, body: row.body, hash: row.hash, signature: row.signature)
+                if header.seq == 0 {
+                    if header.kind != .genesis {
+                        find(author, row.seq, "genesis", "a genesis entry at seq 0", "\(header.kind)")
+                    } else if let entry, let key = LedgerSchema.genesisKey(entry, author: author, consortium: consortium, ca: caCertificate) {
+                        keys[author] = key
+                    } else {
+                        find(author, row.seq, "genesis-certificate", "a certificate for '\(author)' issued by the consortium CA", "none")
+                    }
+                } else if header.kind == .genesis {
+                    find(author, row.seq, "genesis", "genesis only at seq 0", "genesis at seq \(row.seq)")
+                }
+                if let key = keys[author] {
+                    if !key.isValidSignature(row.signature, for: row.hash) {
+                        find(author, row.seq, "signature", "Ed25519 signature by '\(author)' over the stored hash", "an invalid signature")
+                    }
+                } else if header.seq != 0 {
+                    find(author, row.seq, "signature", "a key from '\(author)' genesis", "no valid genesis")
+                }
+                guard let body = EntryBody.decode(row.body) else {
+                    find(author, row.seq, "body-format", "a JSON object", "\(row.body.count) undecodable bytes")
+                    continue
+                }
+                if let problem = bodyProblem(header.kind, body, round: header.round) {
+                    find(author, row.seq, "body-format", problem.0, problem.1)
+                }
+                if header.kind == .update, let h = body["update_hash"] as? String {
+                    updates[author, default: [:]][h] = header.round
+                }
+                if header.kind == .update || header.kind == .aggregate { rounds.insert(header.round) }
+                parsed.append((row, header, body))
+            }
+        }
+
+        // Across chains: aggregates name signed updates; checkpoints agree with the chains.
+        for (row, header, body) in parsed {
+            if header.kind == .aggregate, let included = body["included"] as? [[String: Any]] {
+                for item in included {
+                    let a = item["author"] as? String ?? "?", h = item["update_hash"] as? String ?? "?"
+                    if updates[a]?[h] != header.round {
+                        find(row.author, row.seq, "aggregate-names-signed-update",
+                             "an update entry by '\(a)' for round \(header.round) with hash \(h.prefix(12))", updates[a]?[h].map { "round \($0)" } ?? "none")
+                    }
+                }
+            }
+        }
+        checkpoints(parsed.map { ($0.0.author, $0.0.seq, $0.2, $0.1.kind) }, against: chains, source: "", find: find)
+        for f in forks {
+            find(f.author, f.seq, "equivocation", "one entry per (author, seq)", "a second signed entry \(hex(f.hash.prefix(6)))")
+        }
+
+        for other in others {
+            let (otherConsortium, otherRows, _) = try load(other)
+            if otherConsortium != consortium {
+                find("-", -1, "replica-consortium", consortium, "\(otherConsortium) in \(other)")
+                continue
+            }
+            let mine = Dictionary(uniqueKeysWithValues: rows.map { ("\($0.author)#\($0.seq)", $0.hash) })
+            for r in otherRows {
+                if let h = mine["\(r.author)#\(r.seq)"], h != r.hash {
+                    find(r.author, r.seq, "replicas-agree", "\(hex(h.prefix(6))) (this file)", "\(hex(r.hash.prefix(6))) in \(other)")
+                }
+            }
+            let otherParsed: [(String, Int64, [String: Any], EntryKind)] = otherRows.compactMap { r in
+                guard let h = try? EntryHeader.decode(r.header), h.kind == .checkpoint, let b = EntryBody.decode(r.body) else { return nil }
+                return (r.author, r.seq, b, h.kind)
+            }
+            checkpoints(otherParsed, against: chains, source: " (checkpoint in \(other))", find: find)
+        }
+
+        report.chains = chains.count
+        report.entries = rows.count
+        report.rounds = rounds.count
+        report.findings = findings
+        return report
+    }
+
+    /// Every head a checkpoint names must be in the chain with that hash.
+    static func checkpoints(_ entries: [(String, Int64, [String: Any], EntryKind)], against chains: [String: [StoredRow]],
+                            source: String, find: (String, Int64, String, String, String) -> Void) {
+        for (author, seq, body, kind) in entries where kind == .checkpoint {
+            for head in body["heads"] as? [[String: Any]] ?? [] {
+                guard let a = head["author"] as? String, let s = (head["seq"] as? NSNumber)?.int64Value, let h = head["hash"] as? String else { continue }
+                let chain = chains[a] ?? []
+                if let row = chain.first(where: { $0.seq == s }) {
+                    if hex(row.hash) != h {
+                        find(a, s, "checkpoint-agrees", "hash \(h.prefix(12)) as checkpointed by \(author)#\(seq)\(source)", hex(row.hash.prefix(6)))
+                    }
+                } else {
+                    find(a, s, "not-truncated", "entry \(a)#\(s) (checkpointed by \(author)#\(seq)\(source))",
+                         "chain ends at seq \(chain.last.map { "\($0.seq)" } ?? "none")")
+                }
+            }
+        }
+    }
+
+    /// Required fields per kind; returns (expected, found) when one is missing.
+    static func bodyProblem(_ kind: EntryKind, _ body: [String: Any], round: UInt64) -> (String, String)? {
+        func has(_ k: String, _ ok: (Any) -> Bool) -> Bool { body[k].map(ok) ?? false }
+        let isString: (Any) -> Bool = { $0 is String }
+        let isNumber: (Any) -> Bool = { $0 is NSNumber }
+        switch kind {
+        case .genesis:
+            return has("certificate", isString) ? nil : ("field 'certificate' (PEM)", "missing")
+        case .update:
+            for k in ["base_hash", "update_hash", "codec"] where !has(k, isString) { return ("text field '\(k)'", "missing") }
+            for k in ["round", "samples"] where !has(k, isNumber) { return ("number field '\(k)'", "missing") }
+            if (body["round"] as? NSNumber)?.uint64Value != round { return ("body round \(round)", "\(body["round"] ?? "none")") }
+            return nil
+        case .aggregate:
+            for k in ["rule", "result_hash"] where !has(k, isString) { return ("text field '\(k)'", "missing") }
+            if !has("included", { $0 is [[String: Any]] }) { return ("list field 'included'", "missing") }
+            if !has("scores", { $0 is [String: Any] }) { return ("object field 'scores'", "missing") }
+            if (body["round"] as? NSNumber)?.uint64Value != round { return ("body round \(round)", "\(body["round"] ?? "none")") }
+            return nil
+        case .checkpoint:
+            return has("heads", { $0 is [[String: Any]] }) ? nil : ("list field 'heads'", "missing")
+        case .evidence:
+            return has("author", isString) ? nil : ("text field 'author'", "missing")
+        }
+    }
+}

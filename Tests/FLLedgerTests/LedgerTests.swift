@@ -1,0 +1,185 @@
+import Crypto
+import FLIdentity
+import Foundation
+import GRDB
+import Testing
+import X509
+
+@testable import FLLedger
+
+/// Three institutions that each keep a ledger and replicate each other's chains.
+struct LedgerFixture {
+    let dir: String
+    let ca: ConsortiumCA
+    var keys: [String: Curve25519.Signing.PrivateKey] = [:]
+    var certs: [String: String] = [:]
+    var stores: [String: LedgerStore] = [:]
+    let members = ["a", "b", "c"]
+
+    init(rounds: Int = 2) throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("flpeer-ledger-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        ca = try ConsortiumCA.create(consortium: "demo")
+        for m in members {
+            let (key, csr) = try InstitutionKey.generate(institution: m)
+            keys[m] = key
+            certs[m] = try PEMFiles.pem(try ca.sign(csr, days: 30))
+            let store = try LedgerStore(path: "\(dir)/\(m).sqlite", consortium: "demo")
+            try store.append(author: m, kind: .genesis, round: 0, body: EntryBody.genesis(certificatePEM: certs[m]!), key: key)
+            stores[m] = store
+        }
+        try sync()
+        for r in 1...UInt64(rounds) {
+            for m in members {
+                try stores[m]!.append(author: m, kind: .update, round: r, body: EntryBody.update(
+                    round: r, baseHash: String(repeating: "0", count: 64), updateHash: Self.updateHash(m, r), samples: 100, codec: "f32", metrics: ["accuracy": 0.9]), key: keys[m]!)
+            }
+            try sync()
+            for m in members {
+                try stores[m]!.append(author: m, kind: .aggregate, round: r, body: EntryBody.aggregate(
+                    round: r, included: members.map { .init(author: $0, updateHash: Self.updateHash($0, r), trimmed: 0) },
+                    rule: "trimmed-mean", parameters: ["beta": 0.2], resultHash: String(repeating: "a", count: 64), scores: ["a": 1, "b": 1, "c": 1]), key: keys[m]!)
+            }
+            try sync()
+            for m in members {
+                let heads = try stores[m]!.heads().map { (author: $0.key, seq: $0.value.seq, hash: $0.value.hash) }
+                try stores[m]!.append(author: m, kind: .checkpoint, round: r, body: EntryBody.checkpoint(heads: heads), key: keys[m]!)
+            }
+            try sync()
+        }
+    }
+
+    static func updateHash(_ m: String, _ r: UInt64) -> String { hex(SHA256.hash(data: Array("\(m)-\(r)".utf8))) }
+
+    /// Every store pulls every other store's entries.
+    func sync() throws {
+        for m in members {
+            for other in members where other != m {
+                let report = try stores[m]!.merge(try stores[other]!.allEntries(), caCertificate: ca.certificate)
+                #expect(report.refused.isEmpty, "\(report.refused)")
+            }
+        }
+    }
+
+    func path(_ m: String) -> String { "\(dir)/\(m).sqlite" }
+
+    /// A copy of `m`'s ledger changed by raw SQL, as an attacker with file access would.
+    func tampered(_ m: String, _ sql: String, arguments: StatementArguments = []) throws -> String {
+        let copy = "\(dir)/\(m)-tampered-\(UUID().uuidString).sqlite"
+        try stores[m]!.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+        try FileManager.default.copyItem(atPath: path(m), toPath: copy)
+        let q = try DatabaseQueue(path: copy)
+        try q.write { db in try db.execute(sql: sql, arguments: arguments) }
+        return copy
+    }
+
+    func rules(_ path: String, against: [String] = []) throws -> Set<String> {
+        Set(try LedgerVerifier.verify(path: path, caCertificate: ca.certificate, against: against).findings.map(\.rule))
+    }
+}
+
+@Suite("ledger")
+struct LedgerTests {
+    @Test func anIntactReplicatedLedgerVerifies() throws {
+        let f = try LedgerFixture()
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        for m in f.members {
+            let report = try LedgerVerifier.verify(path: f.path(m), caCertificate: f.ca.certificate, against: f.members.filter { $0 != m }.map(f.path))
+            #expect(report.findings.isEmpty, "\(report.findings)")
+            #expect(report.chains == 3 && report.rounds == 2)
+            #expect(report.entries == 3 * (1 + 2 * 3))
+        }
+        let heads = try f.stores["a"]!.heads()
+        #expect(heads.count == 3 && heads.values.allSatisfy { $0.seq == 6 })
+        #expect(try f.stores["b"]!.entries(author: "a", after: 4).map(\.header.seq) == [5, 6])
+    }
+
+    @Test func mergeRefusesForgeriesAndKeepsForksAsEvidence() throws {
+        let f = try LedgerFixture(rounds: 1)
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        let a = f.stores["a"]!, b = f.stores["b"]!
+        // Replaying b's stored entries changes nothing.
+        let again = try a.merge(try b.allEntries(), caCertificate: f.ca.certificate)
+        #expect(again.stored == 0 && again.forks == 0 && again.duplicates > 0)
+        // An entry for b's next seq signed with c's key is refused.
+        let head = try b.heads()["b"]!
+        let header = EntryHeader(consortium: "demo", author: "b", seq: head.seq + 1, prev: head.hash, round: 2, kind: .update, timeMillis: 0, bodyLength: 0)
+        let body = EntryBody.update(round: 2, baseHash: "00", updateHash: "11", samples: 1, codec: "f32", metrics: [:])
+        let forged = try LedgerEntry.make(header: header, body: body, key: f.keys["c"]!)
+        #expect(try a.merge([forged], caCertificate: f.ca.certificate).refused.first?.contains("signature is not by 'b'") == true)
+        // An entry from another consortium is refused.
+        var foreignHeader = header
+        foreignHeader.consortium = "other"
+        let foreign = try LedgerEntry.make(header: foreignHeader, body: body, key: f.keys["b"]!)
+        #expect(try a.merge([foreign], caCertificate: f.ca.certificate).refused.first?.contains("consortium") == true)
+        // b signs two different entries for the same seq: the second is kept as evidence and b is flagged.
+        let first = try LedgerEntry.make(header: header, body: body, key: f.keys["b"]!)
+        let second = try LedgerEntry.make(header: header, body: EntryBody.update(round: 2, baseHash: "00", updateHash: "22", samples: 1, codec: "f32", metrics: [:]), key: f.keys["b"]!)
+        #expect(try a.merge([first], caCertificate: f.ca.certificate).stored == 1)
+        #expect(try a.merge([second], caCertificate: f.ca.certificate).forks == 1)
+        #expect(try a.entries(author: "b").last?.hash == first.hash, "the first entry is never overwritten")
+        #expect(try a.flaggedAuthors() == ["b"])
+        #expect(try f.rules(f.path("a")).contains("equivocation"))
+    }
+
+    @Test func appendsArePersistentAndSeqIsARecordColumn() throws {
+        let f = try LedgerFixture(rounds: 1)
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        #expect(throws: LedgerError.self) {
+            try f.stores["a"]!.append(author: "a", kind: .genesis, round: 0, body: EntryBody.genesis(certificatePEM: f.certs["a"]!), key: f.keys["a"]!)
+        }
+        let reopened = try LedgerStore(path: f.path("a"), consortium: "demo")
+        #expect(try reopened.heads()["a"]?.seq == 3)
+        #expect(throws: LedgerError.self) { try LedgerStore(path: f.path("a"), consortium: "other") }
+        let mode = try reopened.pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
+        #expect(mode == "wal")
+        let sync = try reopened.pool.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
+        #expect(sync == 2, "synchronous=FULL")
+    }
+
+    @Test("each tampering is caught with the right rule", arguments: [
+        ("flip a body byte", "UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), 'trimmed-mean', 'trimmed-meen') AS BLOB) WHERE author = 'b' AND seq = 2", "hash"),
+        ("edit a contribution score", "UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), '\"a\":1', '\"a\":9') AS BLOB) WHERE author = 'c' AND seq = 2", "hash"),
+        ("change a stored hash", "UPDATE entries SET hash = zeroblob(32) WHERE author = 'a' AND seq = 1", "hash"),
+        ("delete a middle entry", "DELETE FROM entries WHERE author = 'b' AND seq = 3", "seq-contiguous"),
+        ("swap two entries", "UPDATE entries SET seq = 1000 WHERE author = 'a' AND seq = 1; UPDATE entries SET seq = 1 WHERE author = 'a' AND seq = 4; UPDATE entries SET seq = 4 WHERE author = 'a' AND seq = 1000", "columns-match-header"),
+        ("replay into another chain", "UPDATE entries SET author = 'c', seq = 7 WHERE author = 'b' AND seq = 6", "columns-match-header"),
+        ("wrong signature", "UPDATE entries SET signature = (SELECT signature FROM entries WHERE author = 'c' AND seq = 1) WHERE author = 'b' AND seq = 1", "signature"),
+    ])
+    func tampering(what: String, sql: String, rule: String) throws {
+        let f = try LedgerFixture()
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        let copy = try f.tampered("a", sql)
+        let found = try f.rules(copy)
+        #expect(found.contains(rule), "\(what): \(found)")
+    }
+
+    @Test func truncationAndRollbackShowAgainstAnotherPeersCheckpoint() throws {
+        let f = try LedgerFixture()
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        // Drop the tail of b's chain in a's file: a's own file still looks consistent…
+        let copy = try f.tampered("a", "DELETE FROM entries WHERE author = 'b' AND seq >= 5")
+        // …except for a's checkpoints, and certainly against c's checkpoints.
+        #expect(try f.rules(copy, against: [f.path("c")]).contains("not-truncated"))
+    }
+
+    @Test func anAggregateNamingAnUnsignedUpdateIsCaught() throws {
+        let f = try LedgerFixture(rounds: 1)
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        try f.stores["a"]!.append(author: "a", kind: .aggregate, round: 1, body: EntryBody.aggregate(
+            round: 1, included: [.init(author: "b", updateHash: String(repeating: "f", count: 64), trimmed: 0)],
+            rule: "mean", parameters: [:], resultHash: "00", scores: [:]), key: f.keys["a"]!)
+        #expect(try f.rules(f.path("a")).contains("aggregate-names-signed-update"))
+    }
+
+    @Test func unusableInputIsReportedAsSuch() throws {
+        let f = try LedgerFixture(rounds: 1)
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        #expect(throws: UnusableLedger.self) { try LedgerVerifier.verify(path: "\(f.dir)/missing.sqlite", caCertificate: f.ca.certificate) }
+        try "not sqlite".write(toFile: "\(f.dir)/junk.sqlite", atomically: true, encoding: .utf8)
+        #expect(throws: UnusableLedger.self) { try LedgerVerifier.verify(path: "\(f.dir)/junk.sqlite", caCertificate: f.ca.certificate) }
+        let other = try DatabaseQueue(path: "\(f.dir)/other.sqlite")
+        try other.write { db in try db.execute(sql: "CREATE TABLE t(x)") }
+        #expect(throws: UnusableLedger.self) { try LedgerVerifier.verify(path: "\(f.dir)/other.sqlite", caCertificate: f.ca.certificate) }
+    }
+}
