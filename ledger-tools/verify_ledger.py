@@ -1,0 +1,280 @@
+#!/usr/bin/env python3
+"""Independent verifier for flpeer ledgers, written from docs/ledger-spec.md.
+
+Usage: verify_ledger.py LEDGER.sqlite --ca ca.pem [--against OTHER.sqlite ...] [--json]
+Exit codes: 0 intact, 1 findings, 2 unusable input.
+Needs only the Python standard library and the `cryptography` package.
+"""
+import argparse
+import hashlib
+import json
+import os
+import sqlite3
+import struct
+import sys
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+DOMAIN = b"flpeer/ledger-entry/v1\x00"
+KINDS = {1: "genesis", 2: "update", 3: "aggregate", 4: "checkpoint", 5: "evidence"}
+ZERO = bytes(32)
+
+
+class Unusable(Exception):
+    pass
+
+
+def parse_header(b):
+    i = 0
+
+    def take(n):
+        nonlocal i
+        if i + n > len(b):
+            raise ValueError("header truncated")
+        i += n
+        return b[i - n:i]
+
+    def s():
+        (n,) = struct.unpack(">H", take(2))
+        if n > 256:
+            raise ValueError("string too long")
+        return take(n).decode("utf-8")
+
+    if take(1)[0] != 1:
+        raise ValueError("unsupported header version")
+    h = {"consortium": s(), "author": s()}
+    (h["seq"],) = struct.unpack(">Q", take(8))
+    h["prev"] = take(32)
+    (h["round"],) = struct.unpack(">Q", take(8))
+    h["kind"] = take(1)[0]
+    if h["kind"] not in KINDS:
+        raise ValueError("unknown kind")
+    (h["time"],) = struct.unpack(">q", take(8))
+    (h["body_length"],) = struct.unpack(">I", take(4))
+    if i != len(b):
+        raise ValueError("trailing header bytes")
+    return h
+
+
+def load(path):
+    if not os.path.exists(path):
+        raise Unusable(f"{path} does not exist")
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as e:
+        raise Unusable(f"{path} cannot be opened as SQLite ({e})")
+    if "entries" not in tables or "meta" not in tables:
+        raise Unusable(f"{path} is SQLite but not an flpeer ledger")
+    row = con.execute("SELECT value FROM meta WHERE key='consortium'").fetchone()
+    consortium = row[0] if row else ""
+    rows = con.execute("SELECT author, seq, kind, round, prev, header, body, hash, signature FROM entries ORDER BY author, seq").fetchall()
+    forks = con.execute("SELECT author, seq, hash FROM forks ORDER BY author, seq").fetchall() if "forks" in tables else []
+    return consortium, rows, forks
+
+
+def member_uri(cert):
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return None
+    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
+        if uri.startswith("flpeer://") and uri.count("/") == 3:
+            _, _, consortium, institution = uri.split("/")
+            return consortium, institution
+    return None
+
+
+def genesis_key(body, author, consortium, ca):
+    try:
+        cert = x509.load_pem_x509_certificate(body["certificate"].encode())
+        cert.verify_directly_issued_by(ca)
+    except Exception:
+        return None
+    if member_uri(cert) != (consortium, author):
+        return None
+    key = cert.public_key()
+    return key if isinstance(key, Ed25519PublicKey) else None
+
+
+def body_problem(kind, body, rnd):
+    def has(k, t):
+        return isinstance(body.get(k), t) and not (t is int and isinstance(body.get(k), bool))
+    if kind == 1:
+        return None if has("certificate", str) else ("field 'certificate' (PEM)", "missing")
+    if kind == 2:
+        for k in ("base_hash", "update_hash", "codec"):
+            if not has(k, str):
+                return (f"text field '{k}'", "missing")
+        for k in ("round", "samples"):
+            if not has(k, (int, float)):
+                return (f"number field '{k}'", "missing")
+        return None if body["round"] == rnd else (f"body round {rnd}", str(body["round"]))
+    if kind == 3:
+        for k in ("rule", "result_hash"):
+            if not has(k, str):
+                return (f"text field '{k}'", "missing")
+        if not has("included", list):
+            return ("list field 'included'", "missing")
+        if not has("scores", dict):
+            return ("object field 'scores'", "missing")
+        return None if body.get("round") == rnd else (f"body round {rnd}", str(body.get("round")))
+    if kind == 4:
+        return None if has("heads", list) else ("list field 'heads'", "missing")
+    return None if has("author", str) else ("text field 'author'", "missing")
+
+
+def verify(path, ca, others):
+    consortium, rows, forks = load(path)
+    findings = []
+
+    def find(author, seq, rule, expected, found):
+        findings.append({"author": author, "seq": seq, "rule": rule, "expected": expected, "found": found})
+
+    chains = {}
+    for r in rows:
+        chains.setdefault(r[0], []).append(r)
+    keys, updates, rounds, parsed = {}, {}, set(), []
+    for author in sorted(chains):
+        expected_seq, prev_hash = 0, ZERO
+        for (a, seq, kind, rnd, prev, header, body, h, sig) in chains[author]:
+            header, body, h, sig, prev = bytes(header), bytes(body), bytes(h), bytes(sig), bytes(prev)
+            if seq != expected_seq:
+                find(a, seq, "seq-contiguous", f"seq {expected_seq}", f"seq {seq}")
+            expected_seq, this_prev, prev_hash_expected = seq + 1, prev_hash, prev_hash
+            prev_hash = h
+            try:
+                hd = parse_header(header)
+            except Exception as e:
+                find(a, seq, "header-format", "a well-formed header", str(e))
+                continue
+            if (hd["author"], hd["seq"], hd["kind"], hd["round"], hd["prev"]) != (a, seq, kind, rnd, prev):
+                find(a, seq, "columns-match-header", f"columns equal to the signed header (author {hd['author']}, seq {hd['seq']})", f"author {a}, seq {seq}")
+            if hd["consortium"] != consortium:
+                find(a, seq, "consortium", consortium, hd["consortium"])
+            if hd["body_length"] != len(body):
+                find(a, seq, "body-length", f"{hd['body_length']} bytes", f"{len(body)} bytes")
+            digest = hashlib.sha256(DOMAIN + header + body).digest()
+            if digest != h:
+                find(a, seq, "hash", digest.hex(), h.hex())
+            if hd["prev"] != prev_hash_expected:
+                find(a, seq, "link", prev_hash_expected.hex(), hd["prev"].hex())
+            try:
+                obj = json.loads(body.decode("utf-8"))
+                if not isinstance(obj, dict):
+                    raise ValueError
+            except Exception:
+                obj = None
+            if hd["seq"] == 0:
+                if hd["kind"] != 1:
+                    find(a, seq, "genesis", "a genesis entry at seq 0", KINDS[hd["kind"]])
+                else:
+                    key = genesis_key(obj or {}, author, consortium, ca)
+                    if key is None:
+                        find(a, seq, "genesis-certificate", f"a certificate for '{author}' issued by the consortium CA", "none")
+                    else:
+                        keys[author] = key
+            elif hd["kind"] == 1:
+                find(a, seq, "genesis", "genesis only at seq 0", f"genesis at seq {seq}")
+            if author in keys:
+                try:
+                    keys[author].verify(sig, h)
+                except InvalidSignature:
+                    find(a, seq, "signature", f"Ed25519 signature by '{author}' over the stored hash", "an invalid signature")
+            elif hd["seq"] != 0:
+                find(a, seq, "signature", f"a key from '{author}' genesis", "no valid genesis")
+            if obj is None:
+                find(a, seq, "body-format", "a JSON object", f"{len(body)} undecodable bytes")
+                continue
+            problem = body_problem(hd["kind"], obj, hd["round"])
+            if problem:
+                find(a, seq, "body-format", *problem)
+            if hd["kind"] == 2 and isinstance(obj.get("update_hash"), str):
+                updates.setdefault(author, {})[obj["update_hash"]] = hd["round"]
+            if hd["kind"] in (2, 3):
+                rounds.add(hd["round"])
+            parsed.append((a, seq, hd, obj))
+
+    for (a, seq, hd, obj) in parsed:
+        if hd["kind"] == 3:
+            for item in obj.get("included", []):
+                ia, ih = item.get("author", "?"), item.get("update_hash", "?")
+                if updates.get(ia, {}).get(ih) != hd["round"]:
+                    got = updates.get(ia, {}).get(ih)
+                    find(a, seq, "aggregate-names-signed-update",
+                         f"an update entry by '{ia}' for round {hd['round']} with hash {ih[:12]}", "none" if got is None else f"round {got}")
+
+    def checkpoints(entries, source):
+        for (a, seq, kind, obj) in entries:
+            if kind != 4:
+                continue
+            for head in obj.get("heads", []):
+                ha, hs, hh = head.get("author"), head.get("seq"), head.get("hash")
+                chain = chains.get(ha, [])
+                match = [r for r in chain if r[1] == hs]
+                if match:
+                    if bytes(match[0][7]).hex() != hh:
+                        find(ha, hs, "checkpoint-agrees", f"hash {hh[:12]} as checkpointed by {a}#{seq}{source}", bytes(match[0][7])[:6].hex())
+                else:
+                    end = chain[-1][1] if chain else "none"
+                    find(ha, hs, "not-truncated", f"entry {ha}#{hs} (checkpointed by {a}#{seq}{source})", f"chain ends at seq {end}")
+
+    checkpoints([(a, s, hd["kind"], o) for (a, s, hd, o) in parsed], "")
+    for (fa, fs, fh) in forks:
+        find(fa, fs, "equivocation", "one entry per (author, seq)", f"a second signed entry {bytes(fh)[:6].hex()}")
+
+    mine = {(r[0], r[1]): bytes(r[7]) for r in rows}
+    for other in others:
+        oc, orows, _ = load(other)
+        if oc != consortium:
+            find("-", -1, "replica-consortium", consortium, f"{oc} in {other}")
+            continue
+        for r in orows:
+            h = mine.get((r[0], r[1]))
+            if h is not None and h != bytes(r[7]):
+                find(r[0], r[1], "replicas-agree", f"{h[:6].hex()} (this file)", f"{bytes(r[7])[:6].hex()} in {other}")
+        other_cps = []
+        for r in orows:
+            try:
+                hd = parse_header(bytes(r[5]))
+                if hd["kind"] == 4:
+                    other_cps.append((r[0], r[1], 4, json.loads(bytes(r[6]))))
+            except Exception:
+                pass
+        checkpoints(other_cps, f" (checkpoint in {other})")
+    return {"chains": len(chains), "entries": len(rows), "rounds": len(rounds), "findings": findings}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("ledger")
+    p.add_argument("--ca", required=True)
+    p.add_argument("--against", action="append", default=[])
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args()
+    try:
+        with open(a.ca, "rb") as f:
+            ca = x509.load_pem_x509_certificate(f.read())
+        report = verify(a.ledger, ca, a.against)
+    except Unusable as e:
+        print(f"verify_ledger: {e}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as e:
+        print(f"verify_ledger: unusable input ({e})", file=sys.stderr)
+        return 2
+    intact = not report["findings"]
+    if a.json:
+        print(json.dumps({"ledger": a.ledger, "intact": intact, **report}, sort_keys=True))
+    elif intact:
+        print(f"{a.ledger}: intact: {report['chains']} chains, {report['entries']} entries, {report['rounds']} rounds")
+    else:
+        for f in report["findings"]:
+            print(f"{f['author']}#{f['seq']} {f['rule']}: expected {f['expected']}, found {f['found']}")
+        print(f"{a.ledger}: {len(report['findings'])} finding(s) in {report['chains']} chains, {report['entries']} entries")
+    return 0 if intact else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
