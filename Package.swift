@@ -166,7 +166,10 @@ let package = Package(
         // `swift test` build them first.
         .testTarget(
             name: "CLITests",
-            dependencies: ["flpeer", "ledger-tool"]
+            dependencies: [
+                "flpeer", "ledger-tool", "FLLedger", "FLIdentity",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -252,3 +252,13 @@ public enum LedgerVerifier {
         }
     }
 }
+
+/// Read-only access to a ledger file's entries, for display and export.
+public enum LedgerReader {
+    /// Every entry whose header parses, by author then seq.
+    public static func entries(path: String) throws -> [LedgerEntry] {
+        try LedgerVerifier.load(path).rows.compactMap {
+            try? LedgerEntry(headerBytes: $0.header, body: $0.body, hash: $0.hash, signature: $0.signature)
+        }
+    }
+}

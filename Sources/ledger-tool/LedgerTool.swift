@@ -12,7 +12,7 @@ struct LedgerTool: ParsableCommand {
         abstract: "Verify and inspect flpeer ledgers.",
         discussion: "Exit codes: 0 intact, 1 findings (or a runtime error), 2 unusable input, 64 usage error.",
         version: "0.2.0",
-        subcommands: [VerifyCommand.self]
+        subcommands: [VerifyCommand.self, ShowCommand.self, ExportCommand.self]
     )
 }
 
@@ -64,5 +64,73 @@ struct VerifyCommand: ParsableCommand {
             print("\(ledger): \(report.findings.count) finding(s) in \(report.chains) chains, \(report.entries) entries")
         }
         if !report.intact { throw ExitCode(1) }
+    }
+}
+
+/// Opens a ledger read-only for display, exiting 2 when it is unusable.
+func readEntries(_ path: String) throws -> [LedgerEntry] {
+    do {
+        return try LedgerReader.entries(path: path)
+    } catch {
+        FileHandle.standardError.write(Data("ledger-tool: \(error)\n".utf8))
+        throw ExitCode(2)
+    }
+}
+
+struct ShowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract: "List a ledger's entries for people (no verification; use verify for that)."
+    )
+
+    @Argument(help: "The ledger file.")
+    var ledger: String
+
+    @Option(help: "Only this institution's chain.")
+    var author: String?
+
+    func run() throws {
+        let entries = try readEntries(ledger).filter { author == nil || $0.header.author == author }
+        print("author".padding(toLength: 14, withPad: " ", startingAt: 0) + "   seq  kind        round  time (UTC)                hash")
+        let formatter = ISO8601DateFormatter()
+        for e in entries {
+            let h = e.header
+            let time = formatter.string(from: Date(timeIntervalSince1970: Double(h.timeMillis) / 1000))
+            print(h.author.padding(toLength: 14, withPad: " ", startingAt: 0)
+                  + String(format: "%6llu  ", h.seq) + "\(h.kind)".padding(toLength: 10, withPad: " ", startingAt: 0)
+                  + String(format: "%7llu  ", h.round) + time.padding(toLength: 26, withPad: " ", startingAt: 0) + hex(e.hash.prefix(8)))
+        }
+        print("\(entries.count) entries")
+    }
+}
+
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Write every entry as one JSON object per line, for other tools.",
+        discussion: "Fields: author, seq, kind, round, time_ms, consortium, prev, hash, signature, header (hex), body (the parsed JSON body)."
+    )
+
+    @Argument(help: "The ledger file.")
+    var ledger: String
+
+    @Flag(help: "JSON Lines output (the only format).")
+    var jsonl = false
+
+    func validate() throws {
+        if !jsonl { throw ValidationError("choose an output format: --jsonl.") }
+    }
+
+    func run() throws {
+        for e in try readEntries(ledger) {
+            let h = e.header
+            let obj: [String: Any] = [
+                "author": h.author, "seq": h.seq, "kind": "\(h.kind)", "round": h.round, "time_ms": h.timeMillis,
+                "consortium": h.consortium, "prev": hex(h.prev), "hash": hex(e.hash), "signature": hex(e.signature),
+                "header": hex(e.headerBytes), "body": EntryBody.decode(e.body) ?? NSNull(),
+            ]
+            let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
+            print(String(decoding: data, as: UTF8.self))
+        }
     }
 }

@@ -1,0 +1,63 @@
+import Crypto
+import FLIdentity
+import FLLedger
+import Foundation
+import Testing
+
+func ledgerTool(_ arguments: String...) throws -> Run {
+    let p = Process()
+    p.executableURL = productsDirectory.appendingPathComponent("ledger-tool")
+    p.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+@Suite("ledger-tool command line")
+struct LedgerToolTests {
+    @Test func verifyShowAndExportWithTheirExitCodes() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let ca = try ConsortiumCA.create(consortium: "demo")
+        try ca.save(directory: dir.path)
+        let (key, csr) = try InstitutionKey.generate(institution: "alice")
+        let cert = try PEMFiles.pem(try ca.sign(csr, days: 5))
+        let path = dir.appendingPathComponent("alice.sqlite").path
+        let store = try LedgerStore(path: path, consortium: "demo")
+        try store.append(author: "alice", kind: .genesis, round: 0, body: EntryBody.genesis(certificatePEM: cert), key: key)
+        try store.append(author: "alice", kind: .update, round: 1, body: EntryBody.update(
+            round: 1, baseHash: "00", updateHash: "11", samples: 5, codec: "f32", metrics: ["accuracy": 0.5]), key: key)
+        let caPath = dir.appendingPathComponent("ca.pem").path
+
+        let ok = try ledgerTool("verify", path, "--ca", caPath)
+        #expect(ok.status == 0, "\(ok.stderr)")
+        #expect(ok.stdout == "\(path): intact: 1 chains, 2 entries, 1 rounds\n")
+        let json = try ledgerTool("verify", path, "--ca", caPath, "--json")
+        #expect(json.stdout.contains("\"intact\":true"))
+
+        let show = try ledgerTool("show", path)
+        #expect(show.status == 0 && show.stdout.contains("alice") && show.stdout.contains("update") && show.stdout.hasSuffix("2 entries\n"))
+        let export = try ledgerTool("export", path, "--jsonl")
+        let lines = export.stdout.split(separator: "\n")
+        #expect(lines.count == 2)
+        let second = try #require(try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as? [String: Any])
+        #expect(second["kind"] as? String == "update" && (second["body"] as? [String: Any])?["update_hash"] as? String == "11")
+
+        // A certificate from another CA: every entry fails; exit 1 with findings naming author, seq and rule.
+        let other = try ConsortiumCA.create(consortium: "demo")
+        let otherPath = dir.appendingPathComponent("other.pem").path
+        try PEMFiles.write(try PEMFiles.pem(other.certificate), to: otherPath)
+        let bad = try ledgerTool("verify", path, "--ca", otherPath)
+        #expect(bad.status == 1)
+        #expect(bad.stdout.contains("alice#0 genesis-certificate: expected a certificate for 'alice' issued by the consortium CA, found none"), "\(bad.stdout)")
+
+        #expect(try ledgerTool("verify", dir.appendingPathComponent("nope.sqlite").path, "--ca", caPath).status == 2)
+        #expect(try ledgerTool("verify", caPath, "--ca", caPath).status == 2)
+        #expect(try ledgerTool("show", caPath).status == 2)
+    }
+}
