@@ -12,7 +12,7 @@ struct LedgerTool: ParsableCommand {
         abstract: "Verify and inspect flpeer ledgers.",
         discussion: "Exit codes: 0 intact, 1 findings (or a runtime error), 2 unusable input, 64 usage error.",
         version: "0.2.0",
-        subcommands: [VerifyCommand.self, ShowCommand.self, ExportCommand.self]
+        subcommands: [VerifyCommand.self, ShowCommand.self, ExportCommand.self, AppendStressCommand.self]
     )
 }
 
@@ -131,6 +131,33 @@ struct ExportCommand: ParsableCommand {
             ]
             let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
             print(String(decoding: data, as: UTF8.self))
+        }
+    }
+}
+
+/// Appends update entries one by one and reports each acknowledged append on
+/// standard output. Used by the crash-safety test, which kills it at random.
+struct AppendStressCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "_append-stress", abstract: "Testing aid: append entries until killed.", shouldDisplay: false)
+
+    @Option var ledger: String
+    @Option var consortium: String
+    @Option var author: String
+    @Option var key: String
+    @Option var certificate: String
+    @Option var count: Int = 1000
+
+    func run() throws {
+        let signing = try Ed25519Keys.privateKey(at: key)
+        let store = try LedgerStore(path: ledger, consortium: consortium)
+        if try store.heads()[author] == nil {
+            try store.append(author: author, kind: .genesis, round: 0, body: EntryBody.genesis(certificatePEM: try PEMFiles.read(certificate)), key: signing)
+        }
+        for i in 0..<count {
+            let e = try store.append(author: author, kind: .update, round: UInt64(i + 1), body: EntryBody.update(
+                round: UInt64(i + 1), baseHash: "00", updateHash: String(i), samples: 1, codec: "f32", metrics: [:]), key: signing)
+            FileHandle.standardOutput.write(Data("acked \(e.header.seq)\n".utf8))  // unbuffered
         }
     }
 }
