@@ -16,6 +16,7 @@ let package = Package(
                 .product(name: "FLGossip", package: "flpeer"),
                 .product(name: "FLIdentity", package: "flpeer"),
                 .product(name: "FLWire", package: "flpeer"),
+                .product(name: "FLLedger", package: "flpeer"),
             ],
             path: "Sources/flbench"
         ),

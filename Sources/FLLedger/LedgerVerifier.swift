@@ -130,8 +130,8 @@ public enum LedgerVerifier {
                 if header.prev != prevHash {
                     find(author, row.seq, "link", hex(prevHash), hex(header.prev))
                 }
-                let entry = try? LedgerEntry(headerBytes: row.header, body: row.body, hash: row.hash, signature: row.signature)
                 if header.seq == 0 {
+                    let entry = try? LedgerEntry(headerBytes: row.header, body: row.body, hash: row.hash, signature: row.signature)
                     if header.kind != .genesis {
                         find(author, row.seq, "genesis", "a genesis entry at seq 0", "\(header.kind)")
                     } else if let entry, let key = LedgerSchema.genesisKey(entry, author: author, consortium: consortium, ca: caCertificate) {

@@ -4,6 +4,7 @@
 //   flbench aggregate [--n 10] [--d 10000000] [--beta 0.2] [--runs 5]
 //   flbench memory [--n 10] [--d 10000000]
 //   flbench transfer [--mb 100] [--runs 3]
+//   flbench ledger [--entries 5000]
 //   flbench train [--hidden 64] [--batch 32] [--epochs 20] [--data PATH]
 import FLCore
 import Foundation
@@ -164,6 +165,7 @@ case "aggregate": try aggregateBenchmark()
 case "train": try trainBenchmark()
 case "memory": try memoryBenchmark()
 case "transfer": try await transferBenchmark()
+case "ledger": try ledgerBenchmark()
 case "transfer-receive": try await transferReceive()
 default:
     FileHandle.standardError.write(Data("usage: flbench aggregate|train [options]\n".utf8))
