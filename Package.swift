@@ -95,6 +95,7 @@ let package = Package(
                 "FLCore",
                 "FLIdentity",
                 "FLGossip",
+                "FLLedger",
                 "FLWire",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -151,7 +152,11 @@ let package = Package(
         ),
         .testTarget(
             name: "FLPeerTests",
-            dependencies: ["FLPeer", "FLIdentity"]
+            dependencies: [
+                "FLPeer", "FLIdentity", "FLLedger", "FLGossip", "FLWire",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "FLWireTests",

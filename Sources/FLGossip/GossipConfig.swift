@@ -34,6 +34,8 @@ public struct GossipConfig: Sendable {
     /// Reconnect backoff: base · 2^attempt, capped, times a jitter in [0.5, 1).
     public var backoffBase: Duration = .milliseconds(100)
     public var backoffCap: Duration = .seconds(10)
+    /// The ledger whose chains this node replicates, if any.
+    public var ledger: (any LedgerReplica)?
     /// Seeds the reconnect jitter.
     public var seed: UInt64 = 0
     /// For evaluating misbehaviour only: the id to claim in the hello instead
@@ -65,4 +67,6 @@ public enum GossipEvent: Sendable, Equatable {
     case blobReceived(Announce, from: String)
     /// A duplicate announcement or chunk was ignored.
     case duplicate(hash: ContentHash, from: String)
+    /// Ledger entries from `from` were merged; `stored` were new.
+    case ledgerMerged(from: String, stored: Int)
 }

@@ -23,6 +23,8 @@ public actor GossipNode {
     private var connections: [String: Connection] = [:]
     private var inflight: [ContentHash: Inflight] = [:]
     private var announcements: [ContentHash: Announce] = [:]
+    /// The last ledger heads each connected member reported.
+    private var peerHeads: [String: [ChainHead]] = [:]
     private var rng: SplitMix
 
     typealias Accepted = (channel: NIOAsyncChannel<WireMessage, WireMessage>, verdict: PeerVerdict, remote: String)
@@ -200,7 +202,7 @@ public actor GossipNode {
     @discardableResult
     private func serve(_ accepted: Accepted, inbound: Bool, expected: String?) async -> Bool {
         let (channel, verdict, remote) = accepted
-        let myHello = Hello(consortium: config.consortium, institution: config.claimedInstitution ?? config.institution)
+        let myHello = Hello(consortium: config.consortium, institution: config.claimedInstitution ?? config.institution, heads: ledgerHeads())
         var helloAccepted = false
         var registered: Connection?
         do {
@@ -232,6 +234,7 @@ public actor GossipNode {
                 eventSink.yield(.connected(institution: member.institution, inbound: inbound))
                 logger.info("connected", metadata: ["member": "\(member.institution)", "inbound": "\(inbound)"])
                 for a in announcements.values { send(.announce(a), to: c) }
+                requestMissing(hello.heads, from: c)
                 while let message = try await messages.next() {
                     handle(message, from: c)
                 }
@@ -243,6 +246,7 @@ public actor GossipNode {
         }
         if let c = registered, connections[c.institution]?.id == c.id {
             connections[c.institution] = nil
+            peerHeads[c.institution] = nil
             dropInflight(from: c.institution)
             eventSink.yield(.disconnected(institution: c.institution))
             logger.info("disconnected", metadata: ["member": "\(c.institution)"])
@@ -333,6 +337,79 @@ public actor GossipNode {
             logger.warning("second hello ignored", metadata: ["member": "\(c.institution)"])
         case .ping, .pong:
             break
+        case .ledgerHeads(let heads):
+            requestMissing(heads, from: c)
+        case .ledgerPull(let author, let after, let fromStart):
+            servePull(author: author, after: fromStart ? nil : after, to: c)
+        case .ledgerEntries(let entries):
+            mergeEntries(entries, from: c)
+        }
+    }
+
+    // MARK: - Ledger sync
+
+    /// Entries per ledger-entries message.
+    static let ledgerBatch = 64
+
+    private func ledgerHeads() -> [ChainHead] {
+        guard let ledger = config.ledger else { return [] }
+        do {
+            return try ledger.heads()
+        } catch {
+            logger.error("cannot read ledger heads", metadata: ["error": "\(error)"])
+            return []
+        }
+    }
+
+    /// Tells every connected member that this node's ledger changed (after a local append).
+    public func ledgerChanged() {
+        let heads = ledgerHeads()
+        for c in connections.values { send(.ledgerHeads(heads), to: c) }
+    }
+
+    /// Pulls every chain in which the peer is ahead of this node.
+    private func requestMissing(_ theirs: [ChainHead], from c: Connection) {
+        guard config.ledger != nil else { return }
+        peerHeads[c.institution] = theirs
+        let mine = Dictionary(ledgerHeads().map { ($0.author, $0.seq) }, uniquingKeysWith: max)
+        for head in theirs {
+            if let seq = mine[head.author] {
+                if head.seq > seq { send(.ledgerPull(author: head.author, after: seq, fromStart: false), to: c) }
+            } else {
+                send(.ledgerPull(author: head.author, after: 0, fromStart: true), to: c)
+            }
+        }
+    }
+
+    private func servePull(author: String, after: UInt64?, to c: Connection) {
+        guard let ledger = config.ledger else { return }
+        do {
+            var batch: [WireEntry] = []
+            var bytes = 0
+            for e in try ledger.entries(author: author, after: after, limit: GossipNode.ledgerBatch) {
+                bytes += e.header.count + e.body.count + 104
+                if bytes > WireProtocol.maximumFrameSize - 4096 { break }
+                batch.append(e)
+            }
+            if !batch.isEmpty { send(.ledgerEntries(batch), to: c) }
+        } catch {
+            logger.error("cannot read ledger entries", metadata: ["author": "\(author)", "error": "\(error)"])
+        }
+    }
+
+    private func mergeEntries(_ entries: [WireEntry], from c: Connection) {
+        guard let ledger = config.ledger, !entries.isEmpty else { return }
+        do {
+            let stored = try ledger.merge(entries)
+            eventSink.yield(.ledgerMerged(from: c.institution, stored: stored))
+            guard stored > 0 else { return }
+            // Relay: tell the other neighbours, and keep pulling if more may follow.
+            let heads = ledgerHeads()
+            for other in connections.values where other.institution != c.institution { send(.ledgerHeads(heads), to: other) }
+            // A full batch may have more behind it: compare with the peer's heads again.
+            if entries.count == GossipNode.ledgerBatch, let theirs = peerHeads[c.institution] { requestMissing(theirs, from: c) }
+        } catch {
+            logger.warning("ledger merge failed", metadata: ["from": "\(c.institution)", "error": "\(error)"])
         }
     }
 

@@ -19,12 +19,7 @@ public enum WireCodec {
             b.writeInteger(h.protocolVersion)
             writeString(h.consortium, &b)
             writeString(h.institution, &b)
-            b.writeInteger(UInt16(h.heads.count))
-            for head in h.heads {
-                writeString(head.author, &b)
-                b.writeInteger(head.seq)
-                b.writeBytes(head.hash.bytes)
-            }
+            writeHeads(h.heads, &b)
         case .ping(let n), .pong(let n):
             b.writeInteger(n)
         case .announce(let a):
@@ -43,7 +38,45 @@ public enum WireCodec {
         case .goodbye(let code, let reason):
             b.writeInteger(code)
             writeString(String(reason.utf8.prefix(WireProtocol.maximumStringLength)) ?? "", &b)
+        case .ledgerHeads(let heads):
+            writeHeads(heads, &b)
+        case .ledgerPull(let author, let after, let fromStart):
+            writeString(author, &b)
+            b.writeInteger(after)
+            b.writeInteger(UInt8(fromStart ? 1 : 0))
+        case .ledgerEntries(let entries):
+            b.writeInteger(UInt16(entries.count))
+            for e in entries {
+                b.writeInteger(UInt32(e.header.count))
+                b.writeBytes(e.header)
+                b.writeInteger(UInt32(e.body.count))
+                b.writeBytes(e.body)
+                b.writeBytes(e.hash)
+                b.writeBytes(e.signature)
+            }
         }
+    }
+
+    private static func writeHeads(_ heads: [ChainHead], _ b: inout ByteBuffer) {
+        b.writeInteger(UInt16(heads.count))
+        for head in heads {
+            writeString(head.author, &b)
+            b.writeInteger(head.seq)
+            b.writeBytes(head.hash.bytes)
+        }
+    }
+
+    private static func readHeads(_ body: inout ByteBuffer) throws(WireError) -> [ChainHead] {
+        let count = Int(try readInt(&body, "head_count") as UInt16)
+        guard count <= WireProtocol.maximumHeads else { throw .tooManyHeads(count) }
+        var heads: [ChainHead] = []
+        heads.reserveCapacity(min(count, body.readableBytes / 43))
+        for _ in 0..<count {
+            let author = try readString(&body, "head.author")
+            let seq: UInt64 = try readInt(&body, "head.seq")
+            heads.append(ChainHead(author: author, seq: seq, hash: try readDigest(&body, "head.hash")))
+        }
+        return heads
     }
 
     private static func writeString(_ s: String, _ b: inout ByteBuffer) {
@@ -62,16 +95,7 @@ public enum WireCodec {
             let version: UInt16 = try readInt(&body, "protocol_version")
             let consortium = try readString(&body, "consortium")
             let institution = try readString(&body, "institution")
-            let count = Int(try readInt(&body, "head_count") as UInt16)
-            guard count <= WireProtocol.maximumHeads else { throw .tooManyHeads(count) }
-            var heads: [ChainHead] = []
-            heads.reserveCapacity(min(count, body.readableBytes / 43))
-            for _ in 0..<count {
-                let author = try readString(&body, "head.author")
-                let seq: UInt64 = try readInt(&body, "head.seq")
-                heads.append(ChainHead(author: author, seq: seq, hash: try readDigest(&body, "head.hash")))
-            }
-            message = .hello(Hello(protocolVersion: version, consortium: consortium, institution: institution, heads: heads))
+            message = .hello(Hello(protocolVersion: version, consortium: consortium, institution: institution, heads: try readHeads(&body)))
         case .ping:
             message = .ping(nonce: try readInt(&body, "nonce"))
         case .pong:
@@ -97,6 +121,32 @@ public enum WireCodec {
         case .goodbye:
             let code: UInt8 = try readInt(&body, "code")
             message = .goodbye(code: code, reason: try readString(&body, "reason"))
+        case .ledgerHeads:
+            message = .ledgerHeads(try readHeads(&body))
+        case .ledgerPull:
+            let author = try readString(&body, "author")
+            let after: UInt64 = try readInt(&body, "after")
+            let flag: UInt8 = try readInt(&body, "from_start")
+            guard flag <= 1 else { throw .invalidValue(field: "from_start") }
+            message = .ledgerPull(author: author, after: after, fromStart: flag == 1)
+        case .ledgerEntries:
+            let count = Int(try readInt(&body, "entry_count") as UInt16)
+            guard count <= WireProtocol.maximumEntriesPerMessage else { throw .invalidValue(field: "entry_count") }
+            var entries: [WireEntry] = []
+            for _ in 0..<count {
+                func part(_ field: String) throws(WireError) -> [UInt8] {
+                    let n = Int(try readInt(&body, field) as UInt32)
+                    guard n <= WireProtocol.maximumEntryPartSize else { throw .invalidValue(field: field) }
+                    guard let bytes = body.readBytes(length: n) else { throw .truncated(field: field) }
+                    return bytes
+                }
+                let header = try part("entry.header")
+                let entryBody = try part("entry.body")
+                guard let hash = body.readBytes(length: 32) else { throw .truncated(field: "entry.hash") }
+                guard let signature = body.readBytes(length: 64) else { throw .truncated(field: "entry.signature") }
+                entries.append(WireEntry(header: header, body: entryBody, hash: hash, signature: signature))
+            }
+            message = .ledgerEntries(entries)
         }
         guard body.readableBytes == 0 else { throw .trailingBytes(type: typeByte, count: body.readableBytes) }
         return message

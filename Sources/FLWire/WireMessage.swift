@@ -67,6 +67,20 @@ public struct Announce: Hashable, Sendable {
     }
 }
 
+/// One ledger entry as stored: header and body bytes, hash and signature.
+public struct WireEntry: Hashable, Sendable {
+    public let header: [UInt8]
+    public let body: [UInt8]
+    public let hash: [UInt8]
+    public let signature: [UInt8]
+    public init(header: [UInt8], body: [UInt8], hash: [UInt8], signature: [UInt8]) {
+        self.header = header
+        self.body = body
+        self.hash = hash
+        self.signature = signature
+    }
+}
+
 /// Every message of protocol version 1. See docs/wire-protocol.md.
 public enum WireMessage: Hashable, Sendable {
     case hello(Hello)
@@ -81,6 +95,12 @@ public enum WireMessage: Hashable, Sendable {
     case notFound(hash: ContentHash)
     /// The sender closes the connection for `reason`.
     case goodbye(code: UInt8, reason: String)
+    /// The sender's current ledger chain heads (sent when they change).
+    case ledgerHeads([ChainHead])
+    /// Ask for `author`'s entries after seq `after` (all when `fromStart`).
+    case ledgerPull(author: String, after: UInt64, fromStart: Bool)
+    /// Entries of one chain, in seq order.
+    case ledgerEntries([WireEntry])
 
     /// The frame type byte.
     public var type: WireProtocol.MessageType {
@@ -93,6 +113,9 @@ public enum WireMessage: Hashable, Sendable {
         case .chunk: .chunk
         case .notFound: .notFound
         case .goodbye: .goodbye
+        case .ledgerHeads: .ledgerHeads
+        case .ledgerPull: .ledgerPull
+        case .ledgerEntries: .ledgerEntries
         }
     }
 }
@@ -109,8 +132,12 @@ public enum WireProtocol {
     public static let defaultChunkSize = 262_144
     /// Longest string field in bytes (ids, consortium names, reasons).
     public static let maximumStringLength = 256
-    /// Most chain heads a hello may carry.
+    /// Most chain heads a hello or heads message may carry.
     public static let maximumHeads = 1024
+    /// Most ledger entries in one message.
+    public static let maximumEntriesPerMessage = 256
+    /// Largest header or body of one ledger entry on the wire.
+    public static let maximumEntryPartSize = 65_536
 
     /// Frame type bytes.
     public enum MessageType: UInt8, Sendable, CaseIterable {
@@ -122,6 +149,9 @@ public enum WireProtocol {
         case chunk = 6
         case notFound = 7
         case goodbye = 8
+        case ledgerHeads = 9
+        case ledgerPull = 10
+        case ledgerEntries = 11
     }
 }
 
