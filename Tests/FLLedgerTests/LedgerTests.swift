@@ -16,7 +16,7 @@ struct LedgerFixture {
     var stores: [String: LedgerStore] = [:]
     let members = ["a", "b", "c"]
 
-    init(rounds: Int = 2) throws {
+    init(rounds: Int = 2, snapshotAfterRound snapshot: UInt64? = nil) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("flpeer-ledger-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         ca = try ConsortiumCA.create(consortium: "demo")
@@ -46,6 +46,10 @@ struct LedgerFixture {
                 try stores[m]!.append(author: m, kind: .checkpoint, round: r, body: EntryBody.checkpoint(heads: heads), key: keys[m]!)
             }
             try sync()
+            if r == snapshot {
+                try stores["a"]!.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+                try FileManager.default.copyItem(atPath: path("a"), toPath: "\(dir)/a-round\(r).sqlite")
+            }
         }
     }
 
@@ -161,6 +165,26 @@ struct LedgerTests {
         let copy = try f.tampered("a", "DELETE FROM entries WHERE author = 'b' AND seq >= 5")
         // …except for a's checkpoints, and certainly against c's checkpoints.
         #expect(try f.rules(copy, against: [f.path("c")]).contains("not-truncated"))
+    }
+
+    @Test func aWholeFileRollbackShowsAgainstALaterCheckpoint() throws {
+        let f = try LedgerFixture(rounds: 2, snapshotAfterRound: 1)
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        let old = "\(f.dir)/a-round1.sqlite"
+        #expect(try f.rules(old).isEmpty, "an old copy is consistent on its own")
+        #expect(try f.rules(old, against: [f.path("b")]).contains("not-truncated"))
+    }
+
+    @Test func anEntryFromAnotherConsortiumIsCaught() throws {
+        let f = try LedgerFixture(rounds: 1)
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        let head = try f.stores["a"]!.heads()["b"]!
+        let foreign = try LedgerEntry.make(
+            header: EntryHeader(consortium: "other", author: "b", seq: head.seq + 1, prev: head.hash, round: 2, kind: .update, timeMillis: 0, bodyLength: 0),
+            body: EntryBody.update(round: 2, baseHash: "00", updateHash: "11", samples: 1, codec: "f32", metrics: [:]), key: f.keys["b"]!)
+        let copy = try f.tampered("a", "INSERT INTO entries(author, seq, kind, round, prev, header, body, hash, signature) VALUES (?, ?, 2, 2, ?, ?, ?, ?, ?)",
+                                  arguments: ["b", Int64(head.seq + 1), Data(head.hash), Data(foreign.headerBytes), Data(foreign.body), Data(foreign.hash), Data(foreign.signature)])
+        #expect(try f.rules(copy) == ["consortium"])
     }
 
     @Test func anAggregateNamingAnUnsignedUpdateIsCaught() throws {
