@@ -19,9 +19,14 @@ struct Run {
     let stderr: String
 }
 
-func flpeer(_ arguments: String...) throws -> Run {
+func flpeer(_ arguments: String...) throws -> Run { try runProduct("flpeer", arguments) }
+
+func ledgerTool(_ arguments: String...) throws -> Run { try runProduct("ledger-tool", arguments) }
+
+/// Runs one of the built executables and collects its output.
+func runProduct(_ name: String, _ arguments: [String]) throws -> Run {
     let p = Process()
-    p.executableURL = productsDirectory.appendingPathComponent("flpeer")
+    p.executableURL = productsDirectory.appendingPathComponent(name)
     p.arguments = arguments
     let out = Pipe(), err = Pipe()
     p.standardOutput = out

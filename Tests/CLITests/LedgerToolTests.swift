@@ -4,20 +4,6 @@ import FLLedger
 import Foundation
 import Testing
 
-func ledgerTool(_ arguments: String...) throws -> Run {
-    let p = Process()
-    p.executableURL = productsDirectory.appendingPathComponent("ledger-tool")
-    p.arguments = arguments
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    try p.run()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
-}
-
 @Suite("ledger-tool command line")
 struct LedgerToolTests {
     @Test func verifyShowAndExportWithTheirExitCodes() throws {
