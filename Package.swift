@@ -172,8 +172,10 @@ let package = Package(
         .testTarget(
             name: "CLITests",
             dependencies: [
-                "flpeer", "ledger-tool", "FLLedger", "FLIdentity",
+                "flpeer", "ledger-tool", "FLLedger", "FLIdentity", "FLGossip", "FLPeer",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ],

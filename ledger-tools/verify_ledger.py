@@ -71,7 +71,7 @@ def load(path):
     row = con.execute("SELECT value FROM meta WHERE key='consortium'").fetchone()
     consortium = row[0] if row else ""
     rows = con.execute("SELECT author, seq, kind, round, prev, header, body, hash, signature FROM entries ORDER BY author, seq").fetchall()
-    forks = con.execute("SELECT author, seq, hash FROM forks ORDER BY author, seq").fetchall() if "forks" in tables else []
+    forks = con.execute("SELECT author, seq, header, body, hash, signature FROM forks ORDER BY author, seq").fetchall() if "forks" in tables else []
     return consortium, rows, forks
 
 
@@ -123,7 +123,50 @@ def body_problem(kind, body, rnd):
         return None if body.get("round") == rnd else (f"body round {rnd}", str(body.get("round")))
     if kind == 4:
         return None if has("heads", list) else ("list field 'heads'", "missing")
-    return None if has("author", str) else ("text field 'author'", "missing")
+    if not has("author", str):
+        return ("text field 'author'", "missing")
+    if not has("seq", (int, float)):
+        return ("number field 'seq'", "missing")
+    entries = body.get("entries")
+    return None if isinstance(entries, list) and len(entries) == 2 else ("list field 'entries' of two entries", "missing")
+
+
+def fork_problem(first, second, author, seq, consortium, key):
+    """None when two (header, body, hash, signature) tuples prove author signed two entries for seq."""
+    for (header, body, h, sig) in (first, second):
+        try:
+            hd = parse_header(header)
+        except Exception:
+            return "an entry whose header does not parse"
+        if hd["author"] != author or hd["seq"] != seq:
+            return f"an entry for {hd['author']}#{hd['seq']}, not {author}#{seq}"
+        if hd["consortium"] != consortium:
+            return f"an entry of consortium '{hd['consortium']}'"
+        if hashlib.sha256(DOMAIN + header + body).digest() != h:
+            return "an entry whose hash does not match its bytes"
+    if first[2] == second[2]:
+        return "the same entry twice"
+    if key is None:
+        return f"no genesis key for '{author}'"
+    try:
+        key.verify(first[3], first[2])
+        key.verify(second[3], second[2])
+    except InvalidSignature:
+        return f"an entry not signed by '{author}'"
+    return None
+
+
+def evidence_entries(obj):
+    items = obj.get("entries")
+    if not isinstance(items, list) or len(items) != 2:
+        return None
+    out = []
+    for item in items:
+        try:
+            out.append(tuple(bytes.fromhex(item[k]) for k in ("header", "body", "hash", "signature")))
+        except Exception:
+            return None
+    return out
 
 
 def verify(path, ca, others):
@@ -222,8 +265,39 @@ def verify(path, ca, others):
                     find(ha, hs, "not-truncated", f"entry {ha}#{hs} (checkpointed by {a}#{seq}{source})", f"chain ends at seq {end}")
 
     checkpoints([(a, s, hd["kind"], o) for (a, s, hd, o) in parsed], "")
-    for (fa, fs, fh) in forks:
-        find(fa, fs, "equivocation", "one entry per (author, seq)", f"a second signed entry {bytes(fh)[:6].hex()}")
+    accused = set()
+
+    def equivocation(author, seq, source):
+        if (author, seq) not in accused:
+            accused.add((author, seq))
+            find(author, seq, "equivocation", "one entry per (author, seq)", f"two different entries signed by '{author}' ({source})")
+
+    stored = {}
+    for r in rows:
+        stored.setdefault((r[0], r[1]), r)
+    for (fa, fs, fheader, fbody, fh, fsig) in forks:
+        original = stored.get((fa, fs))
+        if original is None or fs < 0:
+            problem = "no stored entry it conflicts with"
+        else:
+            first = (bytes(original[5]), bytes(original[6]), bytes(original[7]), bytes(original[8]))
+            problem = fork_problem(first, (bytes(fheader), bytes(fbody), bytes(fh), bytes(fsig)), fa, fs, consortium, keys.get(fa))
+        if problem:
+            find(fa, fs, "evidence-valid", f"a fork row proving two entries signed by '{fa}'", problem)
+        else:
+            equivocation(fa, fs, f"fork row {bytes(fh)[:6].hex()}")
+    for (a, seq, hd, obj) in parsed:
+        if hd["kind"] != 5:
+            continue
+        ea, es, pair = obj.get("author"), obj.get("seq"), evidence_entries(obj)
+        if not isinstance(ea, str) or not isinstance(es, int) or isinstance(es, bool) or es < 0 or pair is None:
+            find(a, seq, "evidence-valid", "an accused author and seq with two entries", "a malformed evidence body")
+            continue
+        problem = fork_problem(pair[0], pair[1], ea, es, consortium, keys.get(ea))
+        if problem:
+            find(a, seq, "evidence-valid", f"two different entries signed by '{ea}' for seq {es}", problem)
+        else:
+            equivocation(ea, es, f"evidence {a}#{seq}")
 
     mine = {(r[0], r[1]): bytes(r[7]) for r in rows}
     for other in others:

@@ -37,6 +37,14 @@ public final class LedgerStore: Sendable {
         }
     }
 
+    /// Writes a consistent copy of the whole ledger to `path` (SQLite online
+    /// backup), safe while the peer keeps appending.
+    public func backup(to path: String) throws {
+        let target = try DatabaseQueue(path: path)
+        try pool.backup(to: target)
+        try target.close()
+    }
+
     /// The consortium this ledger belongs to.
     public func consortium() throws -> String {
         try pool.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'consortium'") ?? "" }
@@ -92,8 +100,16 @@ public final class LedgerStore: Sendable {
         public var duplicates = 0
         /// Entries that conflict with a stored one for the same (author, seq): kept as evidence.
         public var forks = 0
+        /// Each new fork: the stored entry and the conflicting one, ready for an `evidence` entry.
+        public var forkProofs: [ForkProof] = []
         /// Refused entries with the reason.
         public var refused: [String] = []
+    }
+
+    /// Two different entries signed by one author for one (author, seq).
+    public struct ForkProof: Equatable, Sendable {
+        public let stored: LedgerEntry
+        public let conflicting: LedgerEntry
     }
 
     /// Stores replicated entries after checking each one's hash, link and
@@ -124,14 +140,20 @@ public final class LedgerStore: Sendable {
                     key = k
                 }
                 guard entry.isSigned(by: key) else { report.refused.append("\(at): signature is not by '\(h.author)'"); continue }
-                if let existing = try Data.fetchOne(db, sql: "SELECT hash FROM entries WHERE author = ? AND seq = ?", arguments: [h.author, Int64(h.seq)]) {
-                    if [UInt8](existing) == entry.hash {
+                if let existing = try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries WHERE author = ? AND seq = ?",
+                                                           arguments: [h.author, Int64(h.seq)]).first {
+                    if existing.hash == entry.hash {
                         report.duplicates += 1
                     } else {
                         try db.execute(sql: """
                             INSERT OR IGNORE INTO forks(author, seq, header, body, hash, signature) VALUES (?, ?, ?, ?, ?, ?)
                             """, arguments: [h.author, Int64(h.seq), Data(entry.headerBytes), Data(entry.body), Data(entry.hash), Data(entry.signature)])
-                        report.forks += 1
+                        if db.changesCount > 0 {
+                            report.forks += 1
+                            report.forkProofs.append(ForkProof(stored: existing, conflicting: entry))
+                        } else {
+                            report.duplicates += 1
+                        }
                     }
                     continue
                 }
@@ -148,9 +170,34 @@ public final class LedgerStore: Sendable {
         return report
     }
 
-    /// Authors with fork evidence against them.
-    public func flaggedAuthors() throws -> [String] {
-        try pool.read { db in try String.fetchAll(db, sql: "SELECT DISTINCT author FROM forks ORDER BY author") }
+    /// Authors with fork evidence against them: conflicting entries this
+    /// peer received itself, and valid `evidence` entries from any chain.
+    public func flaggedAuthors(caCertificate: Certificate) throws -> [String] {
+        let consortium = try consortium()
+        return try pool.read { db in
+            var flagged = Set(try String.fetchAll(db, sql: "SELECT DISTINCT author FROM forks"))
+            let evidence = try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries WHERE kind = ?",
+                                                    arguments: [Int64(EntryKind.evidence.rawValue)])
+            for e in evidence {
+                guard let body = EntryBody.decode(e.body), let (author, seq) = Evidence.accused(body), !flagged.contains(author),
+                      let pair = Evidence.entries(body) else { continue }
+                let key = try LedgerSchema.storedKey(db, author: author, consortium: consortium, ca: caCertificate)
+                if Evidence.problem(pair[0], pair[1], author: author, seq: seq, consortium: consortium, key: key) == nil {
+                    flagged.insert(author)
+                }
+            }
+            return flagged.sorted()
+        }
+    }
+
+    /// The forks `author` has already signed evidence for, as "accused#seq".
+    public func evidenceSigned(by author: String) throws -> Set<String> {
+        try pool.read { db in
+            Set(try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries WHERE author = ? AND kind = ?",
+                                         arguments: [author, Int64(EntryKind.evidence.rawValue)]).compactMap { e in
+                EntryBody.decode(e.body).flatMap(Evidence.accused).map { "\($0.author)#\($0.seq)" }
+            })
+        }
     }
 }
 

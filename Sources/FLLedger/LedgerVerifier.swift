@@ -177,9 +177,7 @@ public enum LedgerVerifier {
             }
         }
         checkpoints(parsed.map { ($0.0.author, $0.0.seq, $0.2, $0.1.kind) }, against: chains, source: "", find: find)
-        for f in forks {
-            find(f.author, f.seq, "equivocation", "one entry per (author, seq)", "a second signed entry \(hex(f.hash.prefix(6)))")
-        }
+        equivocations(rows: rows, forks: forks, parsed: parsed, keys: keys, consortium: consortium, find: find)
 
         for other in others {
             let (otherConsortium, otherRows, _) = try load(other)
@@ -205,6 +203,45 @@ public enum LedgerVerifier {
         report.rounds = rounds.count
         report.findings = findings
         return report
+    }
+
+    /// Fork rows and evidence entries: each must prove that its author signed
+    /// two different entries for one seq (`equivocation`), or it is itself a
+    /// finding (`evidence-valid`). One equivocation finding per (author, seq).
+    static func equivocations(rows: [StoredRow], forks: [StoredRow], parsed: [(StoredRow, EntryHeader, [String: Any])],
+                              keys: [String: Curve25519.Signing.PublicKey], consortium: String,
+                              find: (String, Int64, String, String, String) -> Void) {
+        var accused = Set<String>()
+        func equivocation(_ author: String, _ seq: UInt64, _ source: String) {
+            guard accused.insert("\(author)#\(seq)").inserted else { return }
+            find(author, Int64(seq), "equivocation", "one entry per (author, seq)", "two different entries signed by '\(author)' (\(source))")
+        }
+        func entry(_ r: StoredRow) -> LedgerEntry? { try? LedgerEntry(headerBytes: r.header, body: r.body, hash: r.hash, signature: r.signature) }
+        let stored = Dictionary(rows.map { ("\($0.author)#\($0.seq)", $0) }, uniquingKeysWith: { a, _ in a })
+        for f in forks {
+            let problem: String?
+            if let seq = UInt64(exactly: f.seq), let conflicting = entry(f), let original = stored["\(f.author)#\(f.seq)"].flatMap(entry) {
+                problem = Evidence.problem(original, conflicting, author: f.author, seq: seq, consortium: consortium, key: keys[f.author])
+            } else {
+                problem = "no stored entry it conflicts with"
+            }
+            if let problem {
+                find(f.author, f.seq, "evidence-valid", "a fork row proving two entries signed by '\(f.author)'", problem)
+            } else {
+                equivocation(f.author, UInt64(f.seq), "fork row \(hex(f.hash.prefix(6)))")
+            }
+        }
+        for (row, header, body) in parsed where header.kind == .evidence {
+            guard let (author, seq) = Evidence.accused(body), let pair = Evidence.entries(body) else {
+                find(row.author, row.seq, "evidence-valid", "an accused author and seq with two entries", "a malformed evidence body")
+                continue
+            }
+            if let problem = Evidence.problem(pair[0], pair[1], author: author, seq: seq, consortium: consortium, key: keys[author]) {
+                find(row.author, row.seq, "evidence-valid", "two different entries signed by '\(author)' for seq \(seq)", problem)
+            } else {
+                equivocation(author, seq, "evidence \(row.author)#\(row.seq)")
+            }
+        }
     }
 
     /// Every head a checkpoint names must be in the chain with that hash.
@@ -248,7 +285,9 @@ public enum LedgerVerifier {
         case .checkpoint:
             return has("heads", { $0 is [[String: Any]] }) ? nil : ("list field 'heads'", "missing")
         case .evidence:
-            return has("author", isString) ? nil : ("text field 'author'", "missing")
+            if !has("author", isString) { return ("text field 'author'", "missing") }
+            if !has("seq", isNumber) { return ("number field 'seq'", "missing") }
+            return has("entries", { ($0 as? [[String: Any]])?.count == 2 }) ? nil : ("list field 'entries' of two entries", "missing")
         }
     }
 }

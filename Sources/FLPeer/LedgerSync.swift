@@ -1,17 +1,23 @@
+import Crypto
 import FLGossip
 import FLLedger
 import FLWire
 import X509
 
 /// Connects a `LedgerStore` to the gossip layer: heads for the handshake,
-/// entries for pulls, and verified merges of what peers send.
+/// entries for pulls, and verified merges of what peers send. When a merge
+/// finds a fork, the peer signs an `evidence` entry into its own chain, so the
+/// proof travels to every other peer with the next sync.
 public struct LedgerSync: LedgerReplica {
     public let store: LedgerStore
     public let caCertificate: Certificate
+    /// This peer's institution and key, for evidence entries; nil keeps forks local.
+    public let identity: (institution: String, key: Curve25519.Signing.PrivateKey)?
 
-    public init(store: LedgerStore, caCertificate: Certificate) {
+    public init(store: LedgerStore, caCertificate: Certificate, identity: (institution: String, key: Curve25519.Signing.PrivateKey)? = nil) {
         self.store = store
         self.caCertificate = caCertificate
+        self.identity = identity
     }
 
     public func heads() throws -> [ChainHead] {
@@ -32,6 +38,21 @@ public struct LedgerSync: LedgerReplica {
             guard let entry = try? LedgerEntry(headerBytes: e.header, body: e.body, hash: e.hash, signature: e.signature) else { continue }
             parsed.append(entry)
         }
-        return try store.merge(parsed, caCertificate: caCertificate).stored
+        let report = try store.merge(parsed, caCertificate: caCertificate)
+        return report.stored + (try recordEvidence(report.forkProofs))
+    }
+
+    /// Appends one `evidence` entry per fork not yet recorded by this peer; returns how many.
+    @discardableResult
+    public func recordEvidence(_ proofs: [LedgerStore.ForkProof]) throws -> Int {
+        guard let identity, !proofs.isEmpty else { return 0 }
+        var done = try store.evidenceSigned(by: identity.institution)
+        var appended = 0
+        for proof in proofs where done.insert("\(proof.stored.header.author)#\(proof.stored.header.seq)").inserted {
+            try store.append(author: identity.institution, kind: .evidence, round: proof.conflicting.header.round,
+                             body: Evidence.body(first: proof.stored, second: proof.conflicting), key: identity.key)
+            appended += 1
+        }
+        return appended
     }
 }

@@ -23,10 +23,10 @@ func flpeer(_ arguments: String...) throws -> Run { try runProduct("flpeer", arg
 
 func ledgerTool(_ arguments: String...) throws -> Run { try runProduct("ledger-tool", arguments) }
 
-/// Runs one of the built executables and collects its output.
+/// Runs one of the built executables (or a program at an absolute path) and collects its output.
 func runProduct(_ name: String, _ arguments: [String]) throws -> Run {
     let p = Process()
-    p.executableURL = productsDirectory.appendingPathComponent(name)
+    p.executableURL = name.hasPrefix("/") ? URL(fileURLWithPath: name) : productsDirectory.appendingPathComponent(name)
     p.arguments = arguments
     let out = Pipe(), err = Pipe()
     p.standardOutput = out

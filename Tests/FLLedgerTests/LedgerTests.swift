@@ -16,7 +16,7 @@ struct LedgerFixture {
     var stores: [String: LedgerStore] = [:]
     let members = ["a", "b", "c"]
 
-    init(rounds: Int = 2, snapshotAfterRound snapshot: UInt64? = nil) throws {
+    init(rounds: Int = 2) throws {
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("flpeer-ledger-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         ca = try ConsortiumCA.create(consortium: "demo")
@@ -46,10 +46,6 @@ struct LedgerFixture {
                 try stores[m]!.append(author: m, kind: .checkpoint, round: r, body: EntryBody.checkpoint(heads: heads), key: keys[m]!)
             }
             try sync()
-            if r == snapshot {
-                try stores["a"]!.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
-                try FileManager.default.copyItem(atPath: path("a"), toPath: "\(dir)/a-round\(r).sqlite")
-            }
         }
     }
 
@@ -66,16 +62,6 @@ struct LedgerFixture {
     }
 
     func path(_ m: String) -> String { "\(dir)/\(m).sqlite" }
-
-    /// A copy of `m`'s ledger changed by raw SQL, as an attacker with file access would.
-    func tampered(_ m: String, _ sql: String, arguments: StatementArguments = []) throws -> String {
-        let copy = "\(dir)/\(m)-tampered-\(UUID().uuidString).sqlite"
-        try stores[m]!.pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
-        try FileManager.default.copyItem(atPath: path(m), toPath: copy)
-        let q = try DatabaseQueue(path: copy)
-        try q.write { db in try db.execute(sql: sql, arguments: arguments) }
-        return copy
-    }
 
     func rules(_ path: String, against: [String] = []) throws -> Set<String> {
         Set(try LedgerVerifier.verify(path: path, caCertificate: ca.certificate, against: against).findings.map(\.rule))
@@ -122,7 +108,7 @@ struct LedgerTests {
         #expect(try a.merge([first], caCertificate: f.ca.certificate).stored == 1)
         #expect(try a.merge([second], caCertificate: f.ca.certificate).forks == 1)
         #expect(try a.entries(author: "b").last?.hash == first.hash, "the first entry is never overwritten")
-        #expect(try a.flaggedAuthors() == ["b"])
+        #expect(try a.flaggedAuthors(caCertificate: f.ca.certificate) == ["b"])
         #expect(try f.rules(f.path("a")).contains("equivocation"))
     }
 
@@ -139,61 +125,6 @@ struct LedgerTests {
         #expect(mode == "wal")
         let sync = try reopened.pool.read { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") }
         #expect(sync == 2, "synchronous=FULL")
-    }
-
-    @Test("each tampering is caught with the right rule", arguments: [
-        ("flip a body byte", "UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), 'trimmed-mean', 'trimmed-meen') AS BLOB) WHERE author = 'b' AND seq = 2", "hash"),
-        ("edit a contribution score", "UPDATE entries SET body = CAST(replace(CAST(body AS TEXT), '\"a\":1', '\"a\":9') AS BLOB) WHERE author = 'c' AND seq = 2", "hash"),
-        ("change a stored hash", "UPDATE entries SET hash = zeroblob(32) WHERE author = 'a' AND seq = 1", "hash"),
-        ("delete a middle entry", "DELETE FROM entries WHERE author = 'b' AND seq = 3", "seq-contiguous"),
-        ("swap two entries", "UPDATE entries SET seq = 1000 WHERE author = 'a' AND seq = 1; UPDATE entries SET seq = 1 WHERE author = 'a' AND seq = 4; UPDATE entries SET seq = 4 WHERE author = 'a' AND seq = 1000", "columns-match-header"),
-        ("replay into another chain", "UPDATE entries SET author = 'c', seq = 7 WHERE author = 'b' AND seq = 6", "columns-match-header"),
-        ("wrong signature", "UPDATE entries SET signature = (SELECT signature FROM entries WHERE author = 'c' AND seq = 1) WHERE author = 'b' AND seq = 1", "signature"),
-    ])
-    func tampering(what: String, sql: String, rule: String) throws {
-        let f = try LedgerFixture()
-        defer { try? FileManager.default.removeItem(atPath: f.dir) }
-        let copy = try f.tampered("a", sql)
-        let found = try f.rules(copy)
-        #expect(found.contains(rule), "\(what): \(found)")
-    }
-
-    @Test func truncationAndRollbackShowAgainstAnotherPeersCheckpoint() throws {
-        let f = try LedgerFixture()
-        defer { try? FileManager.default.removeItem(atPath: f.dir) }
-        // Drop the tail of b's chain in a's file: a's own file still looks consistent…
-        let copy = try f.tampered("a", "DELETE FROM entries WHERE author = 'b' AND seq >= 5")
-        // …except for a's checkpoints, and certainly against c's checkpoints.
-        #expect(try f.rules(copy, against: [f.path("c")]).contains("not-truncated"))
-    }
-
-    @Test func aWholeFileRollbackShowsAgainstALaterCheckpoint() throws {
-        let f = try LedgerFixture(rounds: 2, snapshotAfterRound: 1)
-        defer { try? FileManager.default.removeItem(atPath: f.dir) }
-        let old = "\(f.dir)/a-round1.sqlite"
-        #expect(try f.rules(old).isEmpty, "an old copy is consistent on its own")
-        #expect(try f.rules(old, against: [f.path("b")]).contains("not-truncated"))
-    }
-
-    @Test func anEntryFromAnotherConsortiumIsCaught() throws {
-        let f = try LedgerFixture(rounds: 1)
-        defer { try? FileManager.default.removeItem(atPath: f.dir) }
-        let head = try f.stores["a"]!.heads()["b"]!
-        let foreign = try LedgerEntry.make(
-            header: EntryHeader(consortium: "other", author: "b", seq: head.seq + 1, prev: head.hash, round: 2, kind: .update, timeMillis: 0, bodyLength: 0),
-            body: EntryBody.update(round: 2, baseHash: "00", updateHash: "11", samples: 1, codec: "f32", metrics: [:]), key: f.keys["b"]!)
-        let copy = try f.tampered("a", "INSERT INTO entries(author, seq, kind, round, prev, header, body, hash, signature) VALUES (?, ?, 2, 2, ?, ?, ?, ?, ?)",
-                                  arguments: ["b", Int64(head.seq + 1), Data(head.hash), Data(foreign.headerBytes), Data(foreign.body), Data(foreign.hash), Data(foreign.signature)])
-        #expect(try f.rules(copy) == ["consortium"])
-    }
-
-    @Test func anAggregateNamingAnUnsignedUpdateIsCaught() throws {
-        let f = try LedgerFixture(rounds: 1)
-        defer { try? FileManager.default.removeItem(atPath: f.dir) }
-        try f.stores["a"]!.append(author: "a", kind: .aggregate, round: 1, body: EntryBody.aggregate(
-            round: 1, included: [.init(author: "b", updateHash: String(repeating: "f", count: 64), trimmed: 0)],
-            rule: "mean", parameters: [:], resultHash: "00", scores: [:]), key: f.keys["a"]!)
-        #expect(try f.rules(f.path("a")).contains("aggregate-names-signed-update"))
     }
 
     @Test func unusableInputIsReportedAsSuch() throws {
