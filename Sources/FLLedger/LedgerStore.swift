@@ -2,6 +2,7 @@ import Crypto
 import FLIdentity
 import Foundation
 import GRDB
+import Synchronization
 import X509
 
 /// Why the ledger refused an operation.
@@ -16,6 +17,8 @@ public struct LedgerError: Error, Equatable, CustomStringConvertible, Sendable {
 public final class LedgerStore: Sendable {
     public let path: String
     let pool: DatabasePool
+    /// Genesis keys already checked against the CA, by author (a chain's genesis never changes).
+    private let genesisKeys = Mutex<[String: Curve25519.Signing.PublicKey]>([:])
 
     /// Opens (creating if needed) a ledger file and runs the migrations.
     public init(path: String, consortium: String) throws {
@@ -121,6 +124,8 @@ public final class LedgerStore: Sendable {
         let consortium = try consortium()
         var report = MergeReport()
         let sorted = incoming.sorted { ($0.header.author, $0.header.seq) < ($1.header.author, $1.header.seq) }
+        var keys = genesisKeys.withLock { $0 }
+        defer { genesisKeys.withLock { [keys] in $0.merge(keys) { a, _ in a } } }
         try pool.write { db in
             for entry in sorted {
                 let h = entry.header
@@ -134,9 +139,10 @@ public final class LedgerStore: Sendable {
                     }
                     key = k
                 } else {
-                    guard let k = try LedgerSchema.storedKey(db, author: h.author, consortium: consortium, ca: caCertificate) else {
+                    guard let k = try keys[h.author] ?? LedgerSchema.storedKey(db, author: h.author, consortium: consortium, ca: caCertificate) else {
                         report.refused.append("\(at): no genesis is known for '\(h.author)'"); continue
                     }
+                    keys[h.author] = k
                     key = k
                 }
                 guard entry.isSigned(by: key) else { report.refused.append("\(at): signature is not by '\(h.author)'"); continue }
