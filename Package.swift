@@ -69,6 +69,7 @@ let package = Package(
         .target(
             name: "FLLedger",
             dependencies: [
+                "FLCore",
                 "FLIdentity",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -107,8 +108,10 @@ let package = Package(
             dependencies: [
                 "FLCore",
                 "FLIdentity",
+                "FLLedger",
                 "FLPeer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(

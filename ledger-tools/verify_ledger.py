@@ -236,7 +236,7 @@ def verify(path, ca, others):
                 find(a, seq, "body-format", *problem)
             if hd["kind"] == 2 and isinstance(obj.get("update_hash"), str):
                 updates.setdefault(author, {})[obj["update_hash"]] = hd["round"]
-            if hd["kind"] in (2, 3):
+            if hd["kind"] in (2, 3) and hd["round"] > 0:
                 rounds.add(hd["round"])
             parsed.append((a, seq, hd, obj))
 

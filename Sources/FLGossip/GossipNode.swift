@@ -13,6 +13,8 @@ public actor GossipNode {
     public nonisolated let events: AsyncStream<GossipEvent>
     public nonisolated let config: GossipConfig
     public nonisolated let store: BlobStore
+    /// Frame bytes in and out over all connections.
+    public nonisolated let traffic = TrafficCounter()
 
     private let eventSink: AsyncStream<GossipEvent>.Continuation
     private let group: EventLoopGroup
@@ -23,8 +25,10 @@ public actor GossipNode {
     private var connections: [String: Connection] = [:]
     private var inflight: [ContentHash: Inflight] = [:]
     private var announcements: [ContentHash: Announce] = [:]
-    /// The last ledger heads each connected member reported.
+    /// The last ledger heads each connected member reported (or was pushed).
     private var peerHeads: [String: [ChainHead]] = [:]
+    /// The outstanding ledger pull per chain: after which seq, and when.
+    private var pendingPulls: [String: (after: UInt64?, at: ContinuousClock.Instant)] = [:]
     private var rng: SplitMix
 
     typealias Accepted = (channel: NIOAsyncChannel<WireMessage, WireMessage>, verdict: PeerVerdict, remote: String)
@@ -61,16 +65,17 @@ public actor GossipNode {
     public func start() async throws -> Int {
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: GossipNode.writeWaterMark)
             .childChannelOption(.recvAllocator, value: GossipNode.receiveAllocator)
-            .bind(host: config.listenHost, port: config.listenPort) { [serverContext, config] channel in
+            .bind(host: config.listenHost, port: config.listenPort) { [serverContext, config, traffic] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let verdict = PeerVerdict()
                     let handler = NIOSSLServerHandler(
                         context: serverContext,
                         customVerificationCallback: config.tls.verificationCallback(clock: config.clock, verdict: verdict))
                     try channel.pipeline.syncOperations.addHandler(handler)
-                    return (channel: try GossipNode.wrap(channel, config: config), verdict: verdict, remote: "\(channel.remoteAddress.map { "\($0)" } ?? "?")")
+                    return (channel: try GossipNode.wrap(channel, config: config, traffic: traffic), verdict: verdict, remote: "\(channel.remoteAddress.map { "\($0)" } ?? "?")")
                 }
             }
         self.server = server
@@ -141,8 +146,9 @@ public actor GossipNode {
     /// Socket reads of up to 256 KiB, so a chunk arrives in a few reads.
     static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 65536, maximum: 262_144)
 
-    static func wrap(_ channel: Channel, config: GossipConfig) throws -> NIOAsyncChannel<WireMessage, WireMessage> {
+    static func wrap(_ channel: Channel, config: GossipConfig, traffic: TrafficCounter) throws -> NIOAsyncChannel<WireMessage, WireMessage> {
         let ops = channel.pipeline.syncOperations
+        try ops.addHandler(TrafficHandler(counter: traffic))
         try ops.addHandler(IdleStateHandler(readTimeout: .init(config.idleTimeout), writeTimeout: .init(config.keepaliveInterval)))
         try ops.addHandler(ByteToMessageHandler(WireFrameDecoder()))
         try ops.addHandler(MessageToByteHandler(WireFrameEncoder()))
@@ -185,14 +191,14 @@ public actor GossipNode {
             .connectTimeout(.seconds(5))
             .channelOption(.writeBufferWaterMark, value: GossipNode.writeWaterMark)
             .channelOption(.recvAllocator, value: GossipNode.receiveAllocator)
-            .connect(host: target.host, port: target.port) { [clientContext, config] channel in
+            .connect(host: target.host, port: target.port) { [clientContext, config, traffic] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let verdict = PeerVerdict()
                     let handler = try NIOSSLClientHandler(
                         context: clientContext, serverHostname: nil,
                         customVerificationCallback: config.tls.verificationCallback(clock: config.clock, verdict: verdict))
                     try channel.pipeline.syncOperations.addHandler(handler)
-                    return (channel: try GossipNode.wrap(channel, config: config), verdict: verdict, remote: "\(target.host):\(target.port)")
+                    return (channel: try GossipNode.wrap(channel, config: config, traffic: traffic), verdict: verdict, remote: "\(target.host):\(target.port)")
                 }
             }
     }
@@ -361,10 +367,32 @@ public actor GossipNode {
         }
     }
 
-    /// Tells every connected member that this node's ledger changed (after a local append).
+    /// Tells every connected member that this node's ledger changed (after a
+    /// local append): pushes the entries a member is known to lack (saving it
+    /// a pull round trip), and sends the heads so it can pull anything else.
     public func ledgerChanged() {
         let heads = ledgerHeads()
-        for c in connections.values { send(.ledgerHeads(heads), to: c) }
+        for c in connections.values {
+            push(heads, to: c)
+            send(.ledgerHeads(heads), to: c)
+        }
+    }
+
+    /// Sends `c` the entries of each chain beyond the head it last reported,
+    /// and assumes it now holds them (if it refuses them it will pull).
+    private func push(_ heads: [ChainHead], to c: Connection) {
+        guard let ledger = config.ledger, let theirs = peerHeads[c.institution] else { return }
+        var updated = Dictionary(theirs.map { ($0.author, $0) }, uniquingKeysWith: { a, _ in a })
+        var batch: [WireEntry] = []
+        for head in heads {
+            guard let seq = updated[head.author]?.seq, head.seq > seq, head.seq - seq <= 8,
+                  let entries = try? ledger.entries(author: head.author, after: seq, limit: 8) else { continue }
+            batch += entries
+            updated[head.author] = head
+        }
+        guard !batch.isEmpty else { return }
+        send(.ledgerEntries(batch), to: c)
+        peerHeads[c.institution] = updated.values.sorted { $0.author < $1.author }
     }
 
     /// Pulls every chain in which the peer is ahead of this node.
@@ -372,12 +400,14 @@ public actor GossipNode {
         guard config.ledger != nil else { return }
         peerHeads[c.institution] = theirs
         let mine = Dictionary(ledgerHeads().map { ($0.author, $0.seq) }, uniquingKeysWith: max)
+        let now = ContinuousClock.now
         for head in theirs {
-            if let seq = mine[head.author] {
-                if head.seq > seq { send(.ledgerPull(author: head.author, after: seq, fromStart: false), to: c) }
-            } else {
-                send(.ledgerPull(author: head.author, after: 0, fromStart: true), to: c)
-            }
+            let after = mine[head.author]
+            guard after.map({ head.seq > $0 }) ?? true else { continue }
+            // One pull per chain position at a time: the same entries are offered by every neighbour.
+            if let pending = pendingPulls[head.author], pending.after == after, now - pending.at < .milliseconds(500) { continue }
+            pendingPulls[head.author] = (after, now)
+            send(.ledgerPull(author: head.author, after: after ?? 0, fromStart: after == nil), to: c)
         }
     }
 
@@ -401,6 +431,7 @@ public actor GossipNode {
         guard let ledger = config.ledger, !entries.isEmpty else { return }
         do {
             let stored = try ledger.merge(entries)
+            for author in Set(entries.compactMap { WireEntry.author(of: $0.header) }) { pendingPulls[author] = nil }
             eventSink.yield(.ledgerMerged(from: c.institution, stored: stored))
             guard stored > 0 else { return }
             // Relay: tell the other neighbours, and keep pulling if more may follow.
@@ -520,4 +551,17 @@ struct SplitMix {
         return z ^ (z >> 31)
     }
     mutating func unit() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+}
+
+extension WireEntry {
+    /// The author named by a ledger entry header (version, consortium, author; docs/ledger-spec.md), if it parses that far.
+    static func author(of header: [UInt8]) -> String? {
+        guard header.count >= 3 else { return nil }
+        let consortiumLength = Int(header[1]) << 8 | Int(header[2])
+        let a = 3 + consortiumLength
+        guard header.count >= a + 2 else { return nil }
+        let authorLength = Int(header[a]) << 8 | Int(header[a + 1])
+        guard header.count >= a + 2 + authorLength else { return nil }
+        return String(validating: header[(a + 2)..<(a + 2 + authorLength)], as: UTF8.self)
+    }
 }

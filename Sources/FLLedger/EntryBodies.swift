@@ -1,3 +1,4 @@
+import FLCore
 import Foundation
 
 /// Entry bodies are UTF-8 JSON objects. Hashes and signatures cover the stored
@@ -16,8 +17,11 @@ public enum EntryBody {
 
     public static func genesis(certificatePEM: String) -> [UInt8] { encode(["certificate": certificatePEM]) }
 
-    public static func update(round: UInt64, baseHash: String, updateHash: String, samples: Int, codec: String, metrics: [String: Double]) -> [UInt8] {
-        encode(["round": round, "base_hash": baseHash, "update_hash": updateHash, "samples": samples, "codec": codec, "metrics": metrics])
+    /// `blob`: SHA-256 (hex) of the bytes peers pull for this update, when they differ from what `update_hash` covers.
+    public static func update(round: UInt64, baseHash: String, updateHash: String, samples: Int, codec: String, metrics: [String: Double], blob: String? = nil) -> [UInt8] {
+        var o: [String: Any] = ["round": round, "base_hash": baseHash, "update_hash": updateHash, "samples": samples, "codec": codec, "metrics": metrics]
+        if let blob { o["blob"] = blob }
+        return encode(o)
     }
 
     /// One included update of an aggregate.
@@ -45,9 +49,7 @@ public enum EntryBody {
 }
 
 /// Lowercase hex.
-public func hex(_ bytes: some Sequence<UInt8>) -> String {
-    bytes.map { String(format: "%02x", $0) }.joined()
-}
+public func hex(_ bytes: some Sequence<UInt8>) -> String { hexString(bytes) }
 
 /// Bytes from hex, or nil.
 public func unhex(_ s: String) -> [UInt8]? {

@@ -57,7 +57,8 @@ public final class LedgerStore: Sendable {
     public func heads() throws -> [String: (seq: UInt64, hash: [UInt8])] {
         try pool.read { db in
             var out: [String: (UInt64, [UInt8])] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT author, seq, hash FROM entries e WHERE seq = (SELECT MAX(seq) FROM entries WHERE author = e.author)") {
+            // SQLite returns the other columns of the row holding MAX(seq).
+            for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT author, MAX(seq) AS seq, hash FROM entries GROUP BY author")) {
                 out[row["author"]] = (UInt64(row["seq"] as Int64), [UInt8](row["hash"] as Data))
             }
             return out
@@ -70,7 +71,7 @@ public final class LedgerStore: Sendable {
     public func append(author: String, kind: EntryKind, round: UInt64, body: [UInt8], key: Curve25519.Signing.PrivateKey, time: Date = Date()) throws -> LedgerEntry {
         let consortium = try consortium()
         return try pool.write { db in
-            let head = try Row.fetchOne(db, sql: "SELECT seq, hash FROM entries WHERE author = ? ORDER BY seq DESC LIMIT 1", arguments: [author])
+            let head = try Row.fetchOne(db.cachedStatement(sql: "SELECT seq, hash FROM entries WHERE author = ? ORDER BY seq DESC LIMIT 1"), arguments: [author])
             let seq = head.map { UInt64($0["seq"] as Int64) + 1 } ?? 0
             guard (seq == 0) == (kind == .genesis) else {
                 throw LedgerError(seq == 0 ? "the first entry of a chain must be its genesis" : "chain '\(author)' already has a genesis")
@@ -89,6 +90,14 @@ public final class LedgerStore: Sendable {
         try pool.read { db in
             try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries WHERE author = ? AND seq > ? ORDER BY seq",
                                      arguments: [author, after.map { Int64($0) } ?? -1])
+        }
+    }
+
+    /// Every entry of `kind` for `round`, by author then seq.
+    public func entries(kind: EntryKind, round: UInt64) throws -> [LedgerEntry] {
+        try pool.read { db in
+            try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries WHERE kind = ? AND round = ? ORDER BY author, seq",
+                                     arguments: [Int64(kind.rawValue), Int64(round)])
         }
     }
 
@@ -132,6 +141,12 @@ public final class LedgerStore: Sendable {
                 let at = "\(h.author)#\(h.seq)"
                 guard h.consortium == consortium else { report.refused.append("\(at): consortium '\(h.consortium)' is not '\(consortium)'"); continue }
                 guard entry.hashIsIntact else { report.refused.append("\(at): stored hash does not match its bytes"); continue }
+                // The same bytes again (entries reach a peer along several paths): nothing to check or store.
+                if let existing = try Data.fetchOne(db.cachedStatement(sql: "SELECT hash FROM entries WHERE author = ? AND seq = ?"), arguments: [h.author, Int64(h.seq)]),
+                   [UInt8](existing) == entry.hash {
+                    report.duplicates += 1
+                    continue
+                }
                 let key: Curve25519.Signing.PublicKey
                 if h.kind == .genesis {
                     guard h.seq == 0, let k = LedgerSchema.genesisKey(entry, author: h.author, consortium: consortium, ca: caCertificate) else {
@@ -163,7 +178,7 @@ public final class LedgerStore: Sendable {
                     }
                     continue
                 }
-                let head = try Row.fetchOne(db, sql: "SELECT seq, hash FROM entries WHERE author = ? ORDER BY seq DESC LIMIT 1", arguments: [h.author])
+                let head = try Row.fetchOne(db.cachedStatement(sql: "SELECT seq, hash FROM entries WHERE author = ? ORDER BY seq DESC LIMIT 1"), arguments: [h.author])
                 let expectedSeq = head.map { UInt64($0["seq"] as Int64) + 1 } ?? 0
                 let expectedPrev = head.map { [UInt8]($0["hash"] as Data) } ?? LedgerEntry.zeroHash
                 guard h.seq == expectedSeq, h.prev == expectedPrev else {
@@ -181,7 +196,7 @@ public final class LedgerStore: Sendable {
     public func flaggedAuthors(caCertificate: Certificate) throws -> [String] {
         let consortium = try consortium()
         return try pool.read { db in
-            var flagged = Set(try String.fetchAll(db, sql: "SELECT DISTINCT author FROM forks"))
+            var flagged = Set(try String.fetchAll(db.cachedStatement(sql: "SELECT DISTINCT author FROM forks")))
             let evidence = try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries WHERE kind = ?",
                                                     arguments: [Int64(EntryKind.evidence.rawValue)])
             for e in evidence {
@@ -242,18 +257,22 @@ enum LedgerSchema {
                 );
                 """)
         }
+        // v2: the round engine looks up one round's entries many times per round.
+        m.registerMigration("v2") { db in
+            try db.execute(sql: "CREATE INDEX entries_round_kind ON entries(round, kind)")
+        }
         return m
     }
 
     static func insert(_ e: LedgerEntry, into db: Database) throws {
         let h = e.header
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO entries(author, seq, kind, round, prev, header, body, hash, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [h.author, Int64(h.seq), Int64(h.kind.rawValue), Int64(h.round), Data(h.prev), Data(e.headerBytes), Data(e.body), Data(e.hash), Data(e.signature)])
+            """).execute(arguments: [h.author, Int64(h.seq), Int64(h.kind.rawValue), Int64(h.round), Data(h.prev), Data(e.headerBytes), Data(e.body), Data(e.hash), Data(e.signature)])
     }
 
     static func entries(_ db: Database, sql: String, arguments: StatementArguments) throws -> [LedgerEntry] {
-        try Row.fetchAll(db, sql: sql, arguments: arguments).map { row in
+        try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments).map { row in
             try LedgerEntry(headerBytes: [UInt8](row["header"] as Data), body: [UInt8](row["body"] as Data),
                             hash: [UInt8](row["hash"] as Data), signature: [UInt8](row["signature"] as Data))
         }

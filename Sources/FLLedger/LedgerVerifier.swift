@@ -163,7 +163,7 @@ public enum LedgerVerifier {
                 if header.kind == .update, let h = body["update_hash"] as? String {
                     updates[author, default: [:]][h] = header.round
                 }
-                if header.kind == .update || header.kind == .aggregate { rounds.insert(header.round) }
+                if (header.kind == .update || header.kind == .aggregate) && header.round > 0 { rounds.insert(header.round) }
                 parsed.append((row, header, body))
             }
         }

@@ -114,6 +114,20 @@ public struct TrainingPlan: Sendable, Equatable {
     public var roundDeadlineSeconds: Double
     public var maxByzantine: Int
     public var seed: Int
+    /// The label column of every member's CSV.
+    public var label: String
+    /// Every class name in a fixed order, so that all members index labels
+    /// alike even when a member's data lacks some classes. Required to train.
+    public var classes: [String]?
+    /// L2 penalty on weights during local training.
+    public var l2: Double
+
+    /// Local-training settings: SGD with momentum 0.9 for logreg, Adam for an MLP.
+    public func trainingConfig(seed: UInt64) -> TrainingConfig {
+        TrainingConfig(epochs: localEpochs, batchSize: batchSize,
+                       optimizer: model == .logreg ? .sgd(learningRate: Float(learningRate), momentum: 0.9) : .adam(learningRate: Float(learningRate)),
+                       l2: Float(l2), seed: seed)
+    }
 
     static let rules = ["trimmed-mean", "mean", "median", "clipping"]
 
@@ -121,7 +135,7 @@ public struct TrainingPlan: Sendable, Equatable {
         guard let y else {
             throw parent.error("plan", "is missing", "add a 'plan:' section with at least 'rounds: 30'")
         }
-        try y.onlyKeys(["rounds", "model", "hidden", "rule", "beta", "local_epochs", "batch_size", "learning_rate", "quorum", "round_deadline_seconds", "max_byzantine", "seed"])
+        try y.onlyKeys(["rounds", "model", "hidden", "rule", "beta", "local_epochs", "batch_size", "learning_rate", "l2", "quorum", "round_deadline_seconds", "max_byzantine", "seed", "label", "classes"])
         let model = ModelSpec.Kind(rawValue: try y.choice("model", default: "logreg", options: ModelSpec.Kind.allCases.map(\.rawValue)))!
         var hidden = [64]
         if let h = y.child("hidden") {
@@ -131,6 +145,14 @@ public struct TrainingPlan: Sendable, Equatable {
             }
             hidden = values
         }
+        var classes: [String]?
+        if let c = y.child("classes") {
+            let names = c.sequence?.compactMap(\.string) ?? []
+            guard names.count >= 2, names.count == c.sequence?.count, Set(names).count == names.count else {
+                throw y.error(y.keyPath("classes"), "must list at least two different class names", "write e.g. 'classes: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]'", at: c)
+            }
+            classes = names
+        }
         return TrainingPlan(
             rounds: try y.int("rounds", range: 1...100_000),
             model: model,
@@ -139,11 +161,14 @@ public struct TrainingPlan: Sendable, Equatable {
             beta: try y.double("beta", default: 0.2, valid: { $0 >= 0 && $0 < 0.5 }, expectation: "a fraction from 0 up to (not including) 0.5"),
             localEpochs: try y.int("local_epochs", default: 1, range: 1...1000),
             batchSize: try y.int("batch_size", default: 32, range: 1...65536),
-            learningRate: try y.double("learning_rate", default: 0.05, valid: { $0 > 0 && $0 < 100 }, expectation: "a positive number"),
+            learningRate: try y.double("learning_rate", default: model == .logreg ? 0.05 : 0.003, valid: { $0 > 0 && $0 < 100 }, expectation: "a positive number"),
             quorum: try y.int("quorum", default: memberCount, range: 1...max(1, memberCount)),
             roundDeadlineSeconds: try y.double("round_deadline_seconds", default: 30, valid: { $0 > 0 && $0 <= 86_400 }, expectation: "a positive number of seconds"),
             maxByzantine: try y.int("max_byzantine", default: 0, range: 0...max(0, memberCount - 1)),
-            seed: try y.int("seed", default: 0, range: 0...Int(Int32.max))
+            seed: try y.int("seed", default: 0, range: 0...Int(Int32.max)),
+            label: try y.optionalString("label", example: "label") ?? "label",
+            classes: classes,
+            l2: try y.double("l2", default: model == .logreg ? 3e-3 : 1e-4, valid: { $0 >= 0 && $0 < 10 }, expectation: "a non-negative number")
         )
     }
 }

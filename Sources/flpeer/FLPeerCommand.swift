@@ -6,6 +6,6 @@ struct FLPeerCommand: AsyncParsableCommand {
         commandName: "flpeer",
         abstract: "Serverless federated learning among consortium members.",
         discussion: "Exit codes: 0 success, 1 runtime failure, 64 usage error.",
-        subcommands: [TrainCommand.self, DataCommand.self, CACommand.self, KeygenCommand.self, ConfigCommand.self]
+        subcommands: [DemoCommand.self, JoinCommand.self, TrainCommand.self, DataCommand.self, CACommand.self, KeygenCommand.self, ConfigCommand.self]
     )
 }

@@ -28,7 +28,10 @@ public struct DataError: Error, Equatable, CustomStringConvertible {
 /// numeric feature columns.
 public enum CSVLoader {
     /// Loads `path`, taking `labelColumn` as the label.
-    public static func load(path: String, labelColumn: String = "label") throws(DataError) -> Dataset {
+    /// With `classNames`, labels are indexed in that order (so that every
+    /// institution agrees, even one whose file lacks some classes) and any
+    /// other label is an error.
+    public static func load(path: String, labelColumn: String = "label", classNames: [String]? = nil) throws(DataError) -> Dataset {
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -38,11 +41,11 @@ public enum CSVLoader {
         guard let text = String(data: data, encoding: .utf8) else {
             throw DataError(file: path, line: nil, column: nil, reason: "is not UTF-8 text")
         }
-        return try parse(text, file: path, labelColumn: labelColumn)
+        return try parse(text, file: path, labelColumn: labelColumn, classNames: classNames)
     }
 
     /// Parses CSV text; `file` is used in error messages.
-    public static func parse(_ text: String, file: String, labelColumn: String = "label") throws(DataError) -> Dataset {
+    public static func parse(_ text: String, file: String, labelColumn: String = "label", classNames fixed: [String]? = nil) throws(DataError) -> Dataset {
         var lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
         while let last = lines.last, last.trimmingCharacters(in: .whitespaces).isEmpty { lines.removeLast() }
         guard let headerLine = lines.first else {
@@ -92,6 +95,18 @@ public enum CSVLoader {
         }
         guard !rawLabels.isEmpty else {
             throw DataError(file: file, line: nil, column: nil, reason: "has a header but no data rows")
+        }
+        if let fixed {
+            let index = Dictionary(fixed.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+            var labels: [Int] = []
+            labels.reserveCapacity(rawLabels.count)
+            for (i, raw) in rawLabels.enumerated() {
+                guard let l = index[raw] else {
+                    throw DataError(file: file, line: i + 2, column: labelColumn, reason: "label '\(raw.prefix(40))' is not one of the plan's classes (\(fixed.prefix(12).joined(separator: ", ")))")
+                }
+                labels.append(l)
+            }
+            return Dataset(featureNames: featureNames, labelName: labelColumn, classNames: fixed, features: features, labels: labels)
         }
         let distinct = Array(Set(rawLabels))
         let classNames: [String]

@@ -37,9 +37,18 @@ public struct Network: Sendable, Equatable {
     public init(spec: ModelSpec, parameters set: ParameterSet) throws(TensorError) {
         self.spec = spec
         self.layers = Network.makeLayers(spec)
+        // Tensors are matched by name, so any order (safetensors files sort them) loads.
         let template = Network.emptyParameterSet(spec)
-        try template.checkSameLayout(as: set)
-        self.parameters = set.flattened()
+        var flat: [Float] = []
+        flat.reserveCapacity(template.scalarCount)
+        for e in template.entries {
+            guard set.entries.count == template.entries.count, let t = set[e.name], t.shape == e.tensor.shape else {
+                try template.checkSameLayout(as: set)
+                preconditionFailure("layouts differ but checkSameLayout accepted them")
+            }
+            flat += t.scalars
+        }
+        self.parameters = flat
     }
 
     private static func makeLayers(_ spec: ModelSpec) -> [Layer] {

@@ -57,6 +57,7 @@ extension ParameterSet {
 public func hexString(_ bytes: some Sequence<UInt8>) -> String {
     let digits = Array("0123456789abcdef".utf8)
     var out = [UInt8]()
+    out.reserveCapacity(bytes.underestimatedCount * 2)
     for b in bytes {
         out.append(digits[Int(b >> 4)])
         out.append(digits[Int(b & 0xF)])

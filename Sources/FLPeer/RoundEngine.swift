@@ -1,0 +1,370 @@
+import Crypto
+import FLCore
+import FLGossip
+import FLIdentity
+import FLLedger
+import FLWire
+import Foundation
+import Logging
+import NIOPosix
+import Synchronization
+import X509
+
+/// Why a peer stopped before the plan's end.
+public struct RoundError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+/// What one round did, as printed on the peer's terminal.
+public struct RoundReport: Sendable, Codable, Equatable {
+    public let round: Int
+    public let validationAccuracy: Double
+    public let validationLoss: Double
+    /// Members whose update went into the aggregate (including this peer).
+    public let heard: [String]
+    public let members: Int
+    /// Coordinates trimmed away from each included member's update.
+    public let trimmed: [String: Int]
+    public let parameters: Int
+    public let bytesIn: Int
+    public let bytesOut: Int
+    public let seconds: Double
+
+    /// One terminal line.
+    public var line: String {
+        let most = trimmed.max { ($0.value, $1.key) < ($1.value, $0.key) }
+        let trim = most.map { parameters > 0 && $0.value > 0 ? String(format: "max %.0f%% (%@)", 100 * Double($0.value) / Double(parameters), $0.key) : "none" } ?? "none"
+        return String(format: "round %3d  val acc %.4f  loss %.4f  heard %d/%d  trimmed %@  in %@  out %@  %.3f s",
+                      round, validationAccuracy, validationLoss, heard.count, members, trim, kilobytes(bytesIn), kilobytes(bytesOut), seconds)
+    }
+}
+
+func kilobytes(_ n: Int) -> String { n >= 10_000_000 ? String(format: "%.1f MB", Double(n) / 1e6) : String(format: "%.1f kB", Double(n) / 1e3) }
+
+/// Counts gossip events that may complete a round.
+final class Changes: Sendable {
+    private let value = Atomic<Int>(0)
+    var count: Int { value.load(ordering: .acquiring) }
+    func bump() { value.add(1, ordering: .releasing) }
+}
+
+/// What a finished run leaves in the state directory as `summary.json`.
+public struct RunSummary: Sendable, Codable {
+    public let id: String
+    public let rounds: [RoundReport]
+    /// Mean wall time of rounds 1…R.
+    public let secondsPerRound: Double
+    public let bytesIn: Int
+    public let bytesOut: Int
+    public let modelFile: String
+    public let ledgerFile: String
+    public let model: ModelSpec
+    public let classes: [String]
+    public let standardizer: Standardizer
+}
+
+/// The round engine of one institution: local training, a signed update
+/// entry, announce/pull of the update, collection until every member
+/// answered or the deadline passed with the quorum, verification, robust
+/// aggregation, an aggregate entry and a checkpoint. No coordinator.
+public struct RoundEngine: Sendable {
+    public let config: PeerConfig
+    public let logger: Logger
+    /// Receives one line per round.
+    public let progress: @Sendable (String) -> Void
+
+    public init(config: PeerConfig, logger: Logger, progress: @escaping @Sendable (String) -> Void) {
+        self.config = config
+        self.logger = logger
+        self.progress = progress
+    }
+
+    static let statsCodec = "feature-stats/v1"
+    static let modelCodec = "safetensors"
+
+    /// One member's verified contribution to a round.
+    struct Accepted {
+        let author: String
+        let updateHash: String
+        let bytes: [UInt8]
+    }
+
+    public func run() async throws -> RunSummary {
+        let plan = config.network.plan
+        guard let classes = plan.classes else {
+            throw ConfigError(file: config.network.file, key: "plan.classes", problem: "is missing, so members could index labels differently",
+                              fix: "list every class in order, e.g. 'classes: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]'")
+        }
+        let key = try Ed25519Keys.privateKey(at: config.keyFile)
+        let certificatePEM = try PEMFiles.read(config.certificateFile)
+        let trust = try config.network.trust()
+        let all = try CSVLoader.load(path: config.trainData, labelColumn: plan.label, classNames: classes)
+        let train: Dataset, validation: Dataset
+        if let v = config.validationData {
+            train = all
+            validation = try CSVLoader.load(path: v, labelColumn: plan.label, classNames: classes)
+        } else {
+            let (t, v) = Splitting.stratified(all, fraction: 0.1, seed: UInt64(plan.seed))
+            train = all.subset(t)
+            validation = all.subset(v)
+        }
+        let state = config.stateDirectory
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        let ledgerPath = "\(state)/ledger.sqlite"
+        let store = try LedgerStore(path: ledgerPath, consortium: config.network.consortium)
+        if try store.heads()[config.id] == nil {
+            try store.append(author: config.id, kind: .genesis, round: 0, body: EntryBody.genesis(certificatePEM: certificatePEM), key: key)
+        }
+
+        var gossip = try config.gossipConfig()
+        gossip.ledger = LedgerSync(store: store, caCertificate: trust.caCertificate, identity: (config.id, key))
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let node = try GossipNode(config: gossip, group: group, logger: logger)
+        _ = try await node.start()
+        let nodeTask = Task { try await node.run() }
+        // Collection re-reads the ledger only after a blob or ledger entries arrived.
+        let changes = Changes()
+        let eventTask = Task {
+            for await event in node.events {
+                switch event {
+                case .blobReceived, .ledgerMerged: changes.bump()
+                default: break
+                }
+            }
+        }
+        defer { eventTask.cancel() }
+        var session = Session(engine: self, store: store, node: node, key: key, ca: trust.caCertificate, changes: changes)
+        do {
+            let summary = try await session.train(train: train, validation: validation, classes: classes)
+            nodeTask.cancel()
+            _ = await nodeTask.result
+            try await group.shutdownGracefully()
+            return summary
+        } catch {
+            nodeTask.cancel()
+            _ = await nodeTask.result
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    /// The state of one run.
+    struct Session {
+        let engine: RoundEngine
+        let store: LedgerStore
+        let node: GossipNode
+        let key: Curve25519.Signing.PrivateKey
+        let ca: Certificate
+        let changes: Changes
+        var config: PeerConfig { engine.config }
+        var plan: TrainingPlan { engine.config.network.plan }
+        var members: [String] { engine.config.network.members.map(\.id) }
+        var logger: Logger { engine.logger }
+
+        mutating func train(train: Dataset, validation: Dataset, classes: [String]) async throws -> RunSummary {
+            // Round 0: pooled feature statistics, so every member standardises alike.
+            let statsBytes = EntryBody.encode(Self.statsObject(FeatureStatistics(of: train)))
+            let statsHash = hex(SHA256.hash(data: statsBytes))
+            try await publish(round: 0, bytes: statsBytes, updateHash: statsHash, baseHash: "", samples: train.rows, codec: RoundEngine.statsCodec, metrics: [:])
+            let statsIn: [(Accepted, FeatureStatistics)] = try await collect(round: 0) { bytes, hash in
+                guard hex(SHA256.hash(data: bytes)) == hash, let s = Self.stats(bytes), s.sums.count == train.featureCount else { return nil }
+                return s
+            }
+            guard let scaler = FeatureStatistics.pooled(statsIn.map(\.1)) else { throw RoundError("the members' feature statistics do not combine (different feature counts?)") }
+            logger.info("standardisation agreed", metadata: ["members": "\(statsIn.map(\.0.author).joined(separator: ","))"])
+            let trainStd = scaler.transform(train), validationStd = scaler.transform(validation)
+
+            let spec = ModelSpec(kind: plan.model, inputs: train.featureCount, classes: classes.count, hidden: plan.model == .mlp ? plan.hidden : [])
+            var model = Network(spec: spec, seed: UInt64(plan.seed))
+            var reports: [RoundReport] = []
+            var output = [Float]()
+            let clock = ContinuousClock()
+            let modelPath = "\(config.stateDirectory)/model.safetensors"
+            let metadata = ["model": spec.kind.rawValue, "hidden": spec.hidden.map(String.init).joined(separator: ","), "classes": classes.joined(separator: ",")]
+            for r in 1...plan.rounds {
+                try Task.checkCancellation()
+                let start = clock.now
+                let (in0, out0) = (node.traffic.bytesIn, node.traffic.bytesOut)
+                let baseHash = model.parameterSet.sha256Hex()
+                var local = model
+                let summary = Trainer.train(&local, on: trainStd, config: plan.trainingConfig(seed: Self.seed(plan.seed, config.id, r)))
+                let bytes = Safetensors.encode(local.parameterSet)
+                try await publish(round: UInt64(r), bytes: bytes, updateHash: local.parameterSet.sha256Hex(), baseHash: baseHash, samples: train.rows,
+                                  codec: RoundEngine.modelCodec, metrics: ["train_loss": Double(summary.epochLosses.last ?? 0)])
+                let published = clock.now
+                let updates: [(Accepted, [Float])] = try await collect(round: UInt64(r)) { bytes, hash in
+                    guard let (params, _) = try? Safetensors.decode(bytes), params.sha256Hex() == hash,
+                          let net = try? Network(spec: spec, parameters: params), net.parameters.allSatisfy(\.isFinite) else { return nil }
+                    return net.parameters
+                }
+                let collected = clock.now
+                // This peer's own update first: the centre of self-centred clipping.
+                let me = config.id
+                let ordered = updates.filter { $0.0.author == me } + updates.filter { $0.0.author != me }
+                let stats = try Aggregator.aggregate(ordered.map(\.1), rule: rule, center: local.parameters, into: &output)
+                model.parameters = output
+                let resultHash = model.parameterSet.sha256Hex()
+                var parameters: [String: Double] = [:]
+                if case .trimmedMean(let beta) = rule { parameters["beta"] = beta }
+                if let tau = stats.tau { parameters["tau"] = tau }
+                try append(.aggregate, round: r, body: EntryBody.aggregate(
+                    round: UInt64(r), included: ordered.enumerated().map { .init(author: $1.0.author, updateHash: $1.0.updateHash, trimmed: stats.trimmed[$0]) },
+                    rule: plan.rule, parameters: parameters, resultHash: resultHash, scores: [:]))
+                let heads = try store.heads().map { (author: $0.key, seq: $0.value.seq, hash: $0.value.hash) }
+                try append(.checkpoint, round: r, body: EntryBody.checkpoint(heads: heads))
+                await node.ledgerChanged()
+                try Safetensors.write(model.parameterSet, to: modelPath, metadata: metadata.merging(["round": "\(r)"]) { $1 })
+
+                let metrics = model.evaluate(on: validationStd)
+                let elapsed = start.duration(to: clock.now)
+                let report = RoundReport(
+                    round: r, validationAccuracy: metrics.accuracy, validationLoss: metrics.logLoss, heard: ordered.map(\.0.author), members: members.count,
+                    trimmed: Dictionary(uniqueKeysWithValues: ordered.enumerated().map { ($1.0.author, stats.trimmed[$0]) }), parameters: output.count,
+                    bytesIn: node.traffic.bytesIn - in0, bytesOut: node.traffic.bytesOut - out0,
+                    seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+                reports.append(report)
+                engine.progress(report.line)
+                logger.info("round done", metadata: [
+                    "round": "\(r)", "heard": "\(report.heard.joined(separator: ","))", "result": "\(resultHash.prefix(12))", "accuracy": "\(metrics.accuracy)",
+                    "train_publish": "\(start.duration(to: published))", "collect": "\(published.duration(to: collected))", "record": "\(collected.duration(to: clock.now))",
+                ])
+            }
+            try await linger(round: UInt64(plan.rounds))
+            let summary = RunSummary(
+                id: config.id, rounds: reports, secondsPerRound: reports.map(\.seconds).reduce(0, +) / Double(max(1, reports.count)),
+                bytesIn: node.traffic.bytesIn, bytesOut: node.traffic.bytesOut, modelFile: modelPath, ledgerFile: store.path,
+                model: spec, classes: classes, standardizer: scaler)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(summary).write(to: URL(fileURLWithPath: "\(config.stateDirectory)/summary.json"), options: .atomic)
+            return summary
+        }
+
+        var rule: AggregationRule {
+            switch plan.rule {
+            case "mean": .mean
+            case "median": .median
+            case "clipping": .clipping(tau: nil)
+            default: .trimmedMean(beta: plan.beta)
+            }
+        }
+
+        /// A per-member, per-round training seed.
+        static func seed(_ planSeed: Int, _ id: String, _ round: Int) -> UInt64 {
+            var h: UInt64 = 0xCBF2_9CE4_8422_2325
+            for b in id.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
+            return UInt64(planSeed) ^ h &+ UInt64(round) &* 0x9E37_79B9_7F4A_7C15
+        }
+
+        static func statsObject(_ s: FeatureStatistics) -> [String: Any] { ["count": s.count, "sums": s.sums, "squares": s.squares] }
+
+        static func stats(_ bytes: [UInt8]) -> FeatureStatistics? {
+            guard let o = EntryBody.decode(bytes), let n = (o["count"] as? NSNumber)?.intValue, n >= 0,
+                  let sums = (o["sums"] as? [NSNumber])?.map(\.doubleValue), let squares = (o["squares"] as? [NSNumber])?.map(\.doubleValue),
+                  sums.allSatisfy(\.isFinite), squares.allSatisfy(\.isFinite)
+            else { return nil }
+            return FeatureStatistics(count: n, sums: sums, squares: squares)
+        }
+
+        func append(_ kind: EntryKind, round: Int, body: [UInt8]) throws {
+            try store.append(author: config.id, kind: kind, round: UInt64(round), body: body, key: key)
+        }
+
+        /// Signs this peer's update for `round` into its chain (once: a
+        /// restarted peer reuses the entry it already signed) and announces the bytes.
+        func publish(round: UInt64, bytes: [UInt8], updateHash: String, baseHash: String, samples: Int, codec: String, metrics: [String: Double]) async throws {
+            let blob = hex(SHA256.hash(data: bytes))
+            if let existing = try store.entries(kind: .update, round: round).first(where: { $0.header.author == config.id }) {
+                guard let body = EntryBody.decode(existing.body), body["update_hash"] as? String == updateHash else {
+                    throw RoundError("this peer already signed a different update for round \(round) in \(store.path); start from an empty state directory")
+                }
+            } else {
+                try store.append(author: config.id, kind: .update, round: round, body: EntryBody.update(
+                    round: round, baseHash: baseHash, updateHash: updateHash, samples: samples, codec: codec, metrics: metrics, blob: blob), key: key)
+            }
+            logger.debug("signed", metadata: ["round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
+            await node.ledgerChanged()
+            try await node.publish(bytes, round: round, kind: codec == RoundEngine.modelCodec ? .update : .other)
+            logger.debug("published", metadata: ["round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
+        }
+
+        /// Waits for the round's signed updates whose bytes arrived and pass
+        /// `check` (which sees the bytes and the signed `update_hash`), until
+        /// every member answered, or the deadline passed with the quorum.
+        func collect<T>(round: UInt64, check: ([UInt8], String) -> T?) async throws -> [(Accepted, T)] {
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(plan.roundDeadlineSeconds)
+            let giveUp = clock.now + .seconds(plan.roundDeadlineSeconds * 10)
+            var accepted: [String: (Accepted, T)] = [:]
+            var refused = Set<String>()
+            var waitingBlob = Set<String>()
+            var flagged = Set<String>(), flaggedAt = clock.now - .seconds(1)
+            var warned = false
+            while true {
+                try Task.checkCancellation()
+                let seen = changes.count  // before reading, so nothing that lands meanwhile is missed
+                if clock.now - flaggedAt > .milliseconds(250) {
+                    flagged = Set(try store.flaggedAuthors(caCertificate: ca))
+                    flaggedAt = clock.now
+                }
+                for entry in try store.entries(kind: .update, round: round) {
+                    let author = entry.header.author
+                    if accepted[author] == nil, let b = EntryBody.decode(entry.body), let blob = (b["blob"] as? String).flatMap(unhex).flatMap(ContentHash.init), !node.store.has(blob), !waitingBlob.contains(author) {
+                        waitingBlob.insert(author)
+                        logger.debug("entry here, blob not yet", metadata: ["author": "\(author)", "round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
+                    }
+                    guard accepted[author] == nil, !refused.contains(author), !flagged.contains(author), members.contains(author),
+                          let body = EntryBody.decode(entry.body), let hash = body["update_hash"] as? String,
+                          let blob = (body["blob"] as? String).flatMap(unhex).flatMap(ContentHash.init), node.store.has(blob)
+                    else { continue }
+                    let bytes = [UInt8]((try? Data(contentsOf: URL(fileURLWithPath: node.store.path(blob)))) ?? Data())
+                    guard hex(SHA256.hash(data: bytes)) == hex(blob.bytes), let value = check(bytes, hash) else {
+                        refused.insert(author)
+                        logger.warning("update refused", metadata: ["author": "\(author)", "round": "\(round)", "reason": "bytes do not match the signed update or the model"])
+                        continue
+                    }
+                    accepted[author] = (Accepted(author: author, updateHash: hash, bytes: bytes), value)
+                    logger.debug("update accepted", metadata: ["author": "\(author)", "round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
+                }
+                let expected = members.filter { !flagged.contains($0) }.count
+                if accepted.count >= expected { break }
+                let now = clock.now
+                if now >= deadline && accepted.count >= plan.quorum { break }
+                if now >= deadline && !warned {
+                    warned = true
+                    logger.warning("round deadline passed without the quorum", metadata: ["round": "\(round)", "heard": "\(accepted.count)", "quorum": "\(plan.quorum)"])
+                }
+                if now >= giveUp {
+                    throw RoundError("round \(round): heard \(accepted.count) of \(members.count) members (\(accepted.keys.sorted().joined(separator: ", "))) in \(Int(plan.roundDeadlineSeconds * 10)) s; the plan's quorum is \(plan.quorum)")
+                }
+                try await nextChange(after: seen, within: .milliseconds(50))
+            }
+            return accepted.values.sorted { $0.0.author < $1.0.author }
+        }
+
+        /// Returns soon after a blob or ledger entries arrived (a 1 ms check of
+        /// a counter), or after `timeout`.
+        func nextChange(after seen: Int, within timeout: Duration) async throws {
+            let clock = ContinuousClock()
+            let until = clock.now + timeout
+            while changes.count == seen && clock.now < until {
+                try await Task.sleep(for: .milliseconds(1))
+            }
+        }
+
+        /// After the last round, stays reachable until every member's final
+        /// checkpoint is here (so they have pulled ours too), or the deadline passes.
+        func linger(round: UInt64) async throws {
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(plan.roundDeadlineSeconds)
+            while clock.now < deadline {
+                let done = Set(try store.entries(kind: .checkpoint, round: round).map(\.header.author))
+                if members.allSatisfy(done.contains) { break }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            // Give the slowest member a moment to pull this peer's last entries.
+            try await Task.sleep(for: .milliseconds(300))
+        }
+    }
+}

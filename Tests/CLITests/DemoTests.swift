@@ -1,0 +1,74 @@
+import Foundation
+import Testing
+
+@Suite("flpeer demo and join", .serialized)
+struct DemoTests {
+    /// Three `flpeer join` processes over loopback mutual TLS, five rounds.
+    @Test func demoTrainsThreePeersAndEveryLedgerVerifies() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let root = dir.appendingPathComponent("demo").path
+        let r = try flpeer("demo", "--peers", "3", "--rounds", "5", "--seed", "1", "--dir", root, "--json")
+        #expect(r.status == 0, "\(r.stderr)")
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)")
+        let peers = try #require(obj["peers"] as? [[String: Any]])
+        #expect(peers.map { $0["id"] as? String } == ["inst01", "inst02", "inst03"])
+        let central = try #require(obj["centralized_accuracy"] as? Double)
+        #expect(central > 0.93)
+        for p in peers {
+            let accuracy = try #require(p["accuracy"] as? Double)
+            #expect(accuracy > 0.85 && accuracy > central - 0.08, "\(p)")
+        }
+        #expect(obj["ledger_verified"] as? Bool == true)
+        #expect(obj["dir"] as? String == root)
+        #expect((obj["seconds_per_round"] as? Double ?? 0) > 0)
+        #expect(r.stderr.contains("round   5"), "progress lines reach the terminal: \(r.stderr)")
+
+        // Every peer wrote a model and one line per round; both verifiers accept every ledger.
+        let ledgers = ["inst01", "inst02", "inst03"].map { "\(root)/state/\($0)/ledger.sqlite" }
+        for (i, ledger) in ledgers.enumerated() {
+            let id = "inst0\(i + 1)"
+            #expect(FileManager.default.fileExists(atPath: "\(root)/state/\(id)/model.safetensors"))
+            let out = try String(contentsOfFile: "\(root)/logs/\(id).out", encoding: .utf8)
+            #expect(out.split(separator: "\n").filter { $0.hasPrefix("round ") }.count == 5, "\(out)")
+            let (swift, python) = try bothVerifiers(ledger, ca: "\(root)/pki/ca/ca.pem", against: ledgers.filter { $0 != ledger })
+            #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
+        }
+        let show = try ledgerTool("verify", ledgers[0], "--ca", "\(root)/pki/ca/ca.pem")
+        #expect(show.stdout.contains("intact: 3 chains") && show.stdout.contains("5 rounds"), "\(show.stdout)")
+    }
+
+    /// A peer whose members never come stops on SIGTERM with a sentence, and its ledger is intact.
+    @Test func joinStopsCleanlyOnSIGTERM() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let root = dir.appendingPathComponent("demo").path
+        let setup = try flpeer("demo", "--peers", "2", "--rounds", "1", "--dir", root, "--json")
+        #expect(setup.status == 0, "\(setup.stderr)")
+        // inst01 again, with a fresh state directory and no inst02 running.
+        let config = "\(root)/alone.yaml"
+        let original = try String(contentsOfFile: "\(root)/inst01.yaml", encoding: .utf8)
+        try original.replacingOccurrences(of: "state_dir: state/inst01", with: "state_dir: state/alone").write(toFile: config, atomically: true, encoding: .utf8)
+        let p = Process()
+        p.executableURL = productsDirectory.appendingPathComponent("flpeer")
+        p.arguments = ["join", "--config", config]
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        // Wait until it has signed its round-0 entry, then stop it.
+        let ledger = "\(root)/state/alone/ledger.sqlite"
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let show = try? ledgerTool("show", ledger), show.stdout.contains("update") { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        kill(p.processIdentifier, SIGTERM)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 1)
+        #expect(stderr.contains("inst01 stopped by SIGTERM before the plan's end; the ledger at"), "\(stderr)")
+        let verify = try ledgerTool("verify", ledger, "--ca", "\(root)/pki/ca/ca.pem")
+        #expect(verify.status == 0 && verify.stdout.contains("1 chains, 2 entries"), "\(verify.stdout)\(verify.stderr)")
+    }
+}
