@@ -23,6 +23,9 @@ public actor GossipNode {
     private let clientContext: NIOSSLContext
     private var server: NIOAsyncChannel<Accepted, Never>?
     private var connections: [String: Connection] = [:]
+    /// Every connection being served (handshaking or established), closed on shutdown.
+    private var openChannels: [ObjectIdentifier: Channel] = [:]
+    private var stopping = false
     private var inflight: [ContentHash: Inflight] = [:]
     private var announcements: [ContentHash: Announce] = [:]
     /// The last ledger heads each connected member reported (or was pushed).
@@ -85,20 +88,48 @@ public actor GossipNode {
     }
 
     /// Accepts connections and keeps dialling the configured members until cancelled.
+    ///
+    /// Cancellation closes the listening socket and every open connection, and
+    /// the accept loop drains what the server had already accepted (a connection
+    /// left unread in NIO's accept stream would trap on release; swift-nio#2637),
+    /// so `run` returns once every connection is closed.
     public func run() async throws {
         if server == nil { _ = try await start() }
         guard let server else { return }
-        try await withThrowingDiscardingTaskGroup { group in
-            for target in config.dial {
-                group.addTask { await self.dialLoop(target) }
+        // Not a child task: the accept loop must not see the cancellation, only the closed socket.
+        let acceptor = Task { await self.acceptLoop(server) }
+        await withTaskCancellationHandler {
+            await withDiscardingTaskGroup { group in
+                for target in config.dial {
+                    group.addTask { await self.dialLoop(target) }
+                }
+                if config.dial.isEmpty {
+                    group.addTask { while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) } }
+                }
             }
+        } onCancel: {
+            server.channel.close(promise: nil)
+        }
+        stopping = true
+        for channel in openChannels.values { channel.close(promise: nil) }
+        await acceptor.value
+    }
+
+    private func acceptLoop(_ server: NIOAsyncChannel<Accepted, Never>) async {
+        do {
             try await server.executeThenClose { inbound in
-                try await withThrowingDiscardingTaskGroup { children in
-                    for try await accepted in inbound {
-                        children.addTask { await self.serve(accepted, inbound: true, expected: nil) }
+                await withDiscardingTaskGroup { children in
+                    do {
+                        for try await accepted in inbound {
+                            children.addTask { await self.serve(accepted, inbound: true, expected: nil) }
+                        }
+                    } catch {
+                        self.logger.debug("accept loop ended", metadata: ["error": "\(error)"])
                     }
                 }
             }
+        } catch {
+            logger.debug("listening socket closed", metadata: ["error": "\(error)"])
         }
     }
 
@@ -134,7 +165,15 @@ public actor GossipNode {
     private func announceStored(_ hash: ContentHash, round: UInt64, kind: Announce.Kind) async -> Announce {
         let a = Announce(author: config.institution, round: round, kind: kind, hash: hash, size: store.size(hash) ?? 0)
         announcements[hash] = a
-        for c in connections.values { send(.announce(a), to: c) }
+        // A small blob of our own goes out with its announcement (no pull round trip).
+        let push = a.size <= WireProtocol.pushLimit ? try? store.read(hash, offset: 0, length: Int(a.size), allocator: ByteBufferAllocator()) : nil
+        for c in connections.values {
+            if let push {
+                send([.announce(a), .chunk(hash: hash, offset: 0, bytes: push)], to: c)
+            } else {
+                send(.announce(a), to: c)
+            }
+        }
         return a
     }
 
@@ -208,6 +247,10 @@ public actor GossipNode {
     @discardableResult
     private func serve(_ accepted: Accepted, inbound: Bool, expected: String?) async -> Bool {
         let (channel, verdict, remote) = accepted
+        let key = ObjectIdentifier(channel.channel)
+        openChannels[key] = channel.channel
+        defer { openChannels[key] = nil }
+        if stopping { channel.channel.close(promise: nil) }
         let myHello = Hello(consortium: config.consortium, institution: config.claimedInstitution ?? config.institution, heads: ledgerHeads())
         var helloAccepted = false
         var registered: Connection?
@@ -325,6 +368,11 @@ public actor GossipNode {
 
     private func send(_ message: WireMessage, to c: Connection) {
         Task { try? await c.output.write(message) }
+    }
+
+    /// Sends `messages` in order.
+    private func send(_ messages: [WireMessage], to c: Connection) {
+        Task { try? await c.output.write(contentsOf: messages) }
     }
 
     private func handle(_ message: WireMessage, from c: Connection) {
@@ -458,7 +506,16 @@ public actor GossipNode {
         do {
             let incoming = try store.beginReceiving(a.hash, size: a.size)
             inflight[a.hash] = Inflight(announce: a, source: c.institution, otherSources: [], incoming: incoming)
-            send(.pull(hash: a.hash), to: c)
+            if a.author == c.institution && a.size <= WireProtocol.pushLimit {
+                // Its author pushes a small blob right behind the announcement; pull only if it stalls.
+                let hash = a.hash, source = c.institution
+                Task {
+                    try? await Task.sleep(for: .seconds(1))
+                    self.pullIfStalled(hash, from: source)
+                }
+            } else {
+                send(.pull(hash: a.hash), to: c)
+            }
         } catch {
             logger.error("cannot receive blob", metadata: ["hash": "\(a.hash)", "error": "\(error)"])
         }
@@ -510,6 +567,11 @@ public actor GossipNode {
         for other in connections.values where other.institution != c.institution {
             send(.announce(f.announce), to: other)
         }
+    }
+
+    private func pullIfStalled(_ hash: ContentHash, from source: String) {
+        guard let f = inflight[hash], f.source == source, f.incoming.received == 0 else { return }
+        if let c = connections[source] { send(.pull(hash: hash), to: c) } else { retry(hash) }
     }
 
     /// Abandons the current source of a blob and pulls it from the next one.

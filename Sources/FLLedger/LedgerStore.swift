@@ -19,6 +19,10 @@ public final class LedgerStore: Sendable {
     let pool: DatabasePool
     /// Genesis keys already checked against the CA, by author (a chain's genesis never changes).
     private let genesisKeys = Mutex<[String: Curve25519.Signing.PublicKey]>([:])
+    /// The chain heads, loaded once and then kept current by this store's own
+    /// appends and merges (gossip asks for them on every message exchange).
+    /// One process writes a peer's ledger; other writers are not seen here.
+    private let headsCache = Mutex<[String: (seq: UInt64, hash: [UInt8])]?>(nil)
 
     /// Opens (creating if needed) a ledger file and runs the migrations.
     public init(path: String, consortium: String) throws {
@@ -55,13 +59,20 @@ public final class LedgerStore: Sendable {
 
     /// The last entry's seq and hash of each chain.
     public func heads() throws -> [String: (seq: UInt64, hash: [UInt8])] {
-        try pool.read { db in
-            var out: [String: (UInt64, [UInt8])] = [:]
-            // SQLite returns the other columns of the row holding MAX(seq).
-            for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT author, MAX(seq) AS seq, hash FROM entries GROUP BY author")) {
-                out[row["author"]] = (UInt64(row["seq"] as Int64), [UInt8](row["hash"] as Data))
+        if let cached = headsCache.withLock({ $0 }) { return cached }
+        let loaded = try pool.read { db in try LedgerSchema.heads(db) }
+        headsCache.withLock { $0 = loaded }
+        return loaded
+    }
+
+    /// Records entries that a committed transaction stored.
+    private func noteStored(_ entries: [LedgerEntry]) {
+        guard !entries.isEmpty else { return }
+        headsCache.withLock { cache in
+            guard cache != nil else { return }
+            for e in entries where (cache![e.header.author]?.seq).map({ e.header.seq > $0 }) ?? true {
+                cache![e.header.author] = (e.header.seq, e.hash)
             }
-            return out
         }
     }
 
@@ -69,25 +80,53 @@ public final class LedgerStore: Sendable {
     /// durable transaction (reads the head and inserts atomically).
     @discardableResult
     public func append(author: String, kind: EntryKind, round: UInt64, body: [UInt8], key: Curve25519.Signing.PrivateKey, time: Date = Date()) throws -> LedgerEntry {
+        try append(author: author, key: key, time: time, [(kind, round, { _ in body })])[0]
+    }
+
+    /// One entry to append: its kind, round, and its body built from the
+    /// heads of all chains as they are just before it is appended.
+    public typealias PendingEntry = (kind: EntryKind, round: UInt64, body: ([String: (seq: UInt64, hash: [UInt8])]) throws -> [UInt8])
+
+    /// Appends several entries to `author`'s chain in one durable transaction
+    /// (one disk sync): all or none are stored.
+    @discardableResult
+    /// `state` is written to the local-state table in the same transaction
+    /// (e.g. the model an aggregate entry names), so both land or neither does.
+    public func append(author: String, key: Curve25519.Signing.PrivateKey, time: Date = Date(), _ pending: [PendingEntry],
+                       state: [String: [UInt8]] = [:]) throws -> [LedgerEntry] {
         let consortium = try consortium()
-        return try pool.write { db in
-            let head = try Row.fetchOne(db.cachedStatement(sql: "SELECT seq, hash FROM entries WHERE author = ? ORDER BY seq DESC LIMIT 1"), arguments: [author])
-            let seq = head.map { UInt64($0["seq"] as Int64) + 1 } ?? 0
-            guard (seq == 0) == (kind == .genesis) else {
-                throw LedgerError(seq == 0 ? "the first entry of a chain must be its genesis" : "chain '\(author)' already has a genesis")
+        let stored = try pool.write { db in
+            for (k, v) in state {
+                try db.cachedStatement(sql: "INSERT OR REPLACE INTO local_state(key, value) VALUES (?, ?)").execute(arguments: [k, Data(v)])
             }
-            let prev = head.map { [UInt8]($0["hash"] as Data) } ?? LedgerEntry.zeroHash
-            let header = EntryHeader(consortium: consortium, author: author, seq: seq, prev: prev, round: round, kind: kind,
-                                     timeMillis: Int64((time.timeIntervalSince1970 * 1000).rounded()), bodyLength: 0)
-            let entry = try LedgerEntry.make(header: header, body: body, key: key)
-            try LedgerSchema.insert(entry, into: db)
-            return entry
+            var out: [LedgerEntry] = []
+            for p in pending {
+                let heads = try LedgerSchema.heads(db)
+                let head = heads[author]
+                let seq = head.map { $0.seq + 1 } ?? 0
+                guard (seq == 0) == (p.kind == .genesis) else {
+                    throw LedgerError(seq == 0 ? "the first entry of a chain must be its genesis" : "chain '\(author)' already has a genesis")
+                }
+                let header = EntryHeader(consortium: consortium, author: author, seq: seq, prev: head?.hash ?? LedgerEntry.zeroHash, round: p.round, kind: p.kind,
+                                         timeMillis: Int64((time.timeIntervalSince1970 * 1000).rounded()), bodyLength: 0)
+                let entry = try LedgerEntry.make(header: header, body: try p.body(heads), key: key)
+                try LedgerSchema.insert(entry, into: db)
+                out.append(entry)
+            }
+            return out
         }
+        noteStored(stored)
+        return stored
+    }
+
+    /// A value of this peer's local state (not replicated, not part of the ledger).
+    public func localState(_ key: String) throws -> [UInt8]? {
+        try pool.read { db in try Data.fetchOne(db, sql: "SELECT value FROM local_state WHERE key = ?", arguments: [key]).map { [UInt8]($0) } }
     }
 
     /// Entries of `author` with seq greater than `after` (all when nil), in order.
     public func entries(author: String, after: UInt64? = nil) throws -> [LedgerEntry] {
-        try pool.read { db in
+        try pool.unsafeReentrantRead { db in
             try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries WHERE author = ? AND seq > ? ORDER BY seq",
                                      arguments: [author, after.map { Int64($0) } ?? -1])
         }
@@ -95,7 +134,7 @@ public final class LedgerStore: Sendable {
 
     /// Every entry of `kind` for `round`, by author then seq.
     public func entries(kind: EntryKind, round: UInt64) throws -> [LedgerEntry] {
-        try pool.read { db in
+        try pool.unsafeReentrantRead { db in
             try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries WHERE kind = ? AND round = ? ORDER BY author, seq",
                                      arguments: [Int64(kind.rawValue), Int64(round)])
         }
@@ -135,7 +174,9 @@ public final class LedgerStore: Sendable {
         let sorted = incoming.sorted { ($0.header.author, $0.header.seq) < ($1.header.author, $1.header.seq) }
         var keys = genesisKeys.withLock { $0 }
         defer { genesisKeys.withLock { [keys] in $0.merge(keys) { a, _ in a } } }
+        var inserted: [LedgerEntry] = []
         try pool.write { db in
+            inserted = []
             for entry in sorted {
                 let h = entry.header
                 let at = "\(h.author)#\(h.seq)"
@@ -185,9 +226,11 @@ public final class LedgerStore: Sendable {
                     report.refused.append("\(at): does not extend the stored chain (expected seq \(expectedSeq) after \(hex(expectedPrev.prefix(6))))"); continue
                 }
                 try LedgerSchema.insert(entry, into: db)
+                inserted.append(entry)
                 report.stored += 1
             }
         }
+        noteStored(inserted)
         return report
     }
 
@@ -261,7 +304,21 @@ enum LedgerSchema {
         m.registerMigration("v2") { db in
             try db.execute(sql: "CREATE INDEX entries_round_kind ON entries(round, kind)")
         }
+        // v3: the peer's own working state (its current model), written with its entries.
+        m.registerMigration("v3") { db in
+            try db.execute(sql: "CREATE TABLE local_state (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL)")
+        }
         return m
+    }
+
+    /// The last entry's seq and hash of each chain.
+    static func heads(_ db: Database) throws -> [String: (seq: UInt64, hash: [UInt8])] {
+        var out: [String: (seq: UInt64, hash: [UInt8])] = [:]
+        // SQLite returns the other columns of the row holding MAX(seq).
+        for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT author, MAX(seq) AS seq, hash FROM entries GROUP BY author")) {
+            out[row["author"]] = (UInt64(row["seq"] as Int64), [UInt8](row["hash"] as Data))
+        }
+        return out
     }
 
     static func insert(_ e: LedgerEntry, into db: Database) throws {

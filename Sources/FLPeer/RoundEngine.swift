@@ -42,11 +42,33 @@ public struct RoundReport: Sendable, Codable, Equatable {
 
 func kilobytes(_ n: Int) -> String { n >= 10_000_000 ? String(format: "%.1f MB", Double(n) / 1e6) : String(format: "%.1f kB", Double(n) / 1e3) }
 
-/// Counts gossip events that may complete a round.
+/// Counts gossip events that may complete a round, and wakes whoever waits
+/// for the next one (no polling: five peers on two cores feel every wakeup).
 final class Changes: Sendable {
-    private let value = Atomic<Int>(0)
-    var count: Int { value.load(ordering: .acquiring) }
-    func bump() { value.add(1, ordering: .releasing) }
+    private let state = Mutex<(count: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
+
+    var count: Int { state.withLock { $0.count } }
+
+    func bump() {
+        let waiters = state.withLock { s in
+            s.count += 1
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume() }
+    }
+
+    /// Returns once the count differs from `seen`.
+    func wait(after seen: Int) async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s in
+                if s.count != seen { return true }
+                s.waiters.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
 }
 
 /// What a finished run leaves in the state directory as `summary.json`.
@@ -125,6 +147,14 @@ public struct RoundEngine: Sendable {
         let nodeTask = Task { try await node.run() }
         // Collection re-reads the ledger only after a blob or ledger entries arrived.
         let changes = Changes()
+        // A tick every 50 ms bounds every wait (deadlines, cancellation, refusals to retry).
+        let ticker = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(50))
+                changes.bump()
+            }
+        }
+        defer { ticker.cancel() }
         let eventTask = Task {
             for await event in node.events {
                 switch event {
@@ -208,13 +238,19 @@ public struct RoundEngine: Sendable {
                 var parameters: [String: Double] = [:]
                 if case .trimmedMean(let beta) = rule { parameters["beta"] = beta }
                 if let tau = stats.tau { parameters["tau"] = tau }
-                try append(.aggregate, round: r, body: EntryBody.aggregate(
+                // The aggregate and the checkpoint of all heads (including that aggregate) in one transaction.
+                let aggregate = EntryBody.aggregate(
                     round: UInt64(r), included: ordered.enumerated().map { .init(author: $1.0.author, updateHash: $1.0.updateHash, trimmed: stats.trimmed[$0]) },
-                    rule: plan.rule, parameters: parameters, resultHash: resultHash, scores: [:]))
-                let heads = try store.heads().map { (author: $0.key, seq: $0.value.seq, hash: $0.value.hash) }
-                try append(.checkpoint, round: r, body: EntryBody.checkpoint(heads: heads))
+                    rule: plan.rule, parameters: parameters, resultHash: resultHash, scores: [:])
+                // The model is kept in the ledger file's local state in the same
+                // transaction (no file per round); model.safetensors is written at the end.
+                let modelBytes = Safetensors.encode(model.parameterSet, metadata: metadata.merging(["round": "\(r)"]) { $1 })
+                try store.append(author: config.id, key: key, [
+                    (.aggregate, UInt64(r), { _ in aggregate }),
+                    (.checkpoint, UInt64(r), { heads in EntryBody.checkpoint(heads: heads.map { (author: $0.key, seq: $0.value.seq, hash: $0.value.hash) }) }),
+                ], state: ["model": modelBytes])
                 await node.ledgerChanged()
-                try Safetensors.write(model.parameterSet, to: modelPath, metadata: metadata.merging(["round": "\(r)"]) { $1 })
+                if r == plan.rounds { try Data(modelBytes).write(to: URL(fileURLWithPath: modelPath), options: .atomic) }
 
                 let metrics = model.evaluate(on: validationStd)
                 let elapsed = start.duration(to: clock.now)
@@ -267,10 +303,6 @@ public struct RoundEngine: Sendable {
             return FeatureStatistics(count: n, sums: sums, squares: squares)
         }
 
-        func append(_ kind: EntryKind, round: Int, body: [UInt8]) throws {
-            try store.append(author: config.id, kind: kind, round: UInt64(round), body: body, key: key)
-        }
-
         /// Signs this peer's update for `round` into its chain (once: a
         /// restarted peer reuses the entry it already signed) and announces the bytes.
         func publish(round: UInt64, bytes: [UInt8], updateHash: String, baseHash: String, samples: Int, codec: String, metrics: [String: Double]) async throws {
@@ -318,7 +350,7 @@ public struct RoundEngine: Sendable {
                           let body = EntryBody.decode(entry.body), let hash = body["update_hash"] as? String,
                           let blob = (body["blob"] as? String).flatMap(unhex).flatMap(ContentHash.init), node.store.has(blob)
                     else { continue }
-                    let bytes = [UInt8]((try? Data(contentsOf: URL(fileURLWithPath: node.store.path(blob)))) ?? Data())
+                    let bytes = node.store.bytes(blob) ?? []
                     guard hex(SHA256.hash(data: bytes)) == hex(blob.bytes), let value = check(bytes, hash) else {
                         refused.insert(author)
                         logger.warning("update refused", metadata: ["author": "\(author)", "round": "\(round)", "reason": "bytes do not match the signed update or the model"])
@@ -338,19 +370,9 @@ public struct RoundEngine: Sendable {
                 if now >= giveUp {
                     throw RoundError("round \(round): heard \(accepted.count) of \(members.count) members (\(accepted.keys.sorted().joined(separator: ", "))) in \(Int(plan.roundDeadlineSeconds * 10)) s; the plan's quorum is \(plan.quorum)")
                 }
-                try await nextChange(after: seen, within: .milliseconds(50))
+                await changes.wait(after: seen)
             }
             return accepted.values.sorted { $0.0.author < $1.0.author }
-        }
-
-        /// Returns soon after a blob or ledger entries arrived (a 1 ms check of
-        /// a counter), or after `timeout`.
-        func nextChange(after seen: Int, within timeout: Duration) async throws {
-            let clock = ContinuousClock()
-            let until = clock.now + timeout
-            while changes.count == seen && clock.now < until {
-                try await Task.sleep(for: .milliseconds(1))
-            }
         }
 
         /// After the last round, stays reachable until every member's final

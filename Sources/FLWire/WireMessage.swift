@@ -128,6 +128,8 @@ public enum WireProtocol {
     public static let maximumFrameSize = 1_048_576 + 256
     /// Largest chunk payload: 1 MiB.
     public static let maximumChunkSize = 1_048_576
+    /// A blob no larger than this is pushed by its author right behind its announcement.
+    public static let pushLimit: UInt64 = 65_536
     /// Chunk size senders use by default: 256 KiB.
     public static let defaultChunkSize = 262_144
     /// Longest string field in bytes (ids, consortium names, reasons).
