@@ -32,6 +32,10 @@ public actor GossipNode {
     private var peerHeads: [String: [ChainHead]] = [:]
     /// The outstanding ledger pull per chain: after which seq, and when.
     private var pendingPulls: [String: (after: UInt64?, at: ContinuousClock.Instant)] = [:]
+    /// The members each neighbour last said it is connected to.
+    private var peerNeighbours: [String: Set<String>] = [:]
+    /// Messages received, by type (logged at shutdown).
+    private var received: [UInt8: Int] = [:]
     private var rng: SplitMix
 
     typealias Accepted = (channel: NIOAsyncChannel<WireMessage, WireMessage>, verdict: PeerVerdict, remote: String)
@@ -111,6 +115,7 @@ public actor GossipNode {
             server.channel.close(promise: nil)
         }
         stopping = true
+        logger.info("messages received", metadata: ["by-type": "\(received.sorted { $0.key < $1.key }.map { "\(WireProtocol.MessageType(rawValue: $0.key).map { "\($0)" } ?? "?")=\($0.value)" }.joined(separator: " "))"])
         for channel in openChannels.values { channel.close(promise: nil) }
         await acceptor.value
     }
@@ -283,6 +288,7 @@ public actor GossipNode {
                 eventSink.yield(.connected(institution: member.institution, inbound: inbound))
                 logger.info("connected", metadata: ["member": "\(member.institution)", "inbound": "\(inbound)"])
                 for a in announcements.values { send(.announce(a), to: c) }
+                announceNeighbours()
                 requestMissing(hello.heads, from: c)
                 while let message = try await messages.next() {
                     handle(message, from: c)
@@ -296,6 +302,8 @@ public actor GossipNode {
         if let c = registered, connections[c.institution]?.id == c.id {
             connections[c.institution] = nil
             peerHeads[c.institution] = nil
+            peerNeighbours[c.institution] = nil
+            announceNeighbours()
             dropInflight(from: c.institution)
             eventSink.yield(.disconnected(institution: c.institution))
             logger.info("disconnected", metadata: ["member": "\(c.institution)"])
@@ -353,7 +361,7 @@ public actor GossipNode {
             if case .uncleanShutdown = ssl { return ("closed", text) }
             return ("tls", detail)
         }
-        if error is ChannelError { return ("closed", text) }
+        if error is ChannelError || error is CancellationError { return ("closed", text) }
         return ("error", text)
     }
 
@@ -376,6 +384,7 @@ public actor GossipNode {
     }
 
     private func handle(_ message: WireMessage, from c: Connection) {
+        received[message.type.rawValue, default: 0] += 1
         switch message {
         case .announce(let a):
             onAnnounce(a, from: c)
@@ -397,6 +406,8 @@ public actor GossipNode {
             servePull(author: author, after: fromStart ? nil : after, to: c)
         case .ledgerEntries(let entries):
             mergeEntries(entries, from: c)
+        case .neighbours(let ids):
+            onNeighbours(ids, from: c)
         }
     }
 
@@ -443,6 +454,41 @@ public actor GossipNode {
         peerHeads[c.institution] = updated.values.sorted { $0.author < $1.author }
     }
 
+    /// True when `neighbour` reported a direct connection to `author` (or is it).
+    private func hasDirectLink(_ neighbour: String, to author: String) -> Bool {
+        neighbour == author || peerNeighbours[neighbour]?.contains(author) == true
+    }
+
+    /// Sends this node's heads to every neighbour (but `except`) that is not
+    /// directly connected to all of `authors` and not known to hold these heads.
+    private func relayHeads(authors: Set<String>, except: String) {
+        let heads = ledgerHeads()
+        for other in connections.values where other.institution != except {
+            if !authors.isEmpty && authors.allSatisfy({ hasDirectLink(other.institution, to: $0) }) { continue }
+            let theirs = Dictionary((peerHeads[other.institution] ?? []).map { ($0.author, $0.seq) }, uniquingKeysWith: max)
+            if heads.allSatisfy({ head in theirs[head.author].map { $0 >= head.seq } ?? false }) { continue }
+            send(.ledgerHeads(heads), to: other)
+        }
+    }
+
+    /// Tells every neighbour which members this node is connected to now.
+    private func announceNeighbours() {
+        let ids = connections.keys.sorted()
+        for c in connections.values { send(.neighbours(ids), to: c) }
+    }
+
+    /// A neighbour's list of its own connections. When it lost a link, it may
+    /// now depend on relays for that member's entries and blobs: send it our
+    /// heads and re-announce that member's blobs.
+    private func onNeighbours(_ ids: [String], from c: Connection) {
+        let now = Set(ids)
+        let lost = (peerNeighbours[c.institution] ?? []).subtracting(now)
+        peerNeighbours[c.institution] = now
+        guard !lost.isEmpty else { return }
+        send(.ledgerHeads(ledgerHeads()), to: c)
+        for a in announcements.values where lost.contains(a.author) { send(.announce(a), to: c) }
+    }
+
     /// Pulls every chain in which the peer is ahead of this node.
     private func requestMissing(_ theirs: [ChainHead], from c: Connection) {
         guard config.ledger != nil else { return }
@@ -482,9 +528,10 @@ public actor GossipNode {
             for author in Set(entries.compactMap { WireEntry.author(of: $0.header) }) { pendingPulls[author] = nil }
             eventSink.yield(.ledgerMerged(from: c.institution, stored: stored))
             guard stored > 0 else { return }
-            // Relay: tell the other neighbours, and keep pulling if more may follow.
-            let heads = ledgerHeads()
-            for other in connections.values where other.institution != c.institution { send(.ledgerHeads(heads), to: other) }
+            // Relay: tell the other neighbours, except those connected to every
+            // author concerned (the authors push to them directly).
+            relayHeads(authors: Set(entries.compactMap { WireEntry.author(of: $0.header) }), except: c.institution)
+            // Keep pulling if more may follow.
             // A full batch may have more behind it: compare with the peer's heads again.
             if entries.count == GossipNode.ledgerBatch, let theirs = peerHeads[c.institution] { requestMissing(theirs, from: c) }
         } catch {
@@ -564,7 +611,7 @@ public actor GossipNode {
         inflight[hash] = nil
         announcements[hash] = f.announce
         eventSink.yield(.blobReceived(f.announce, from: c.institution))
-        for other in connections.values where other.institution != c.institution {
+        for other in connections.values where other.institution != c.institution && !hasDirectLink(other.institution, to: f.announce.author) {
             send(.announce(f.announce), to: other)
         }
     }

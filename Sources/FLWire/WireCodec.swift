@@ -44,6 +44,9 @@ public enum WireCodec {
             writeString(author, &b)
             b.writeInteger(after)
             b.writeInteger(UInt8(fromStart ? 1 : 0))
+        case .neighbours(let ids):
+            b.writeInteger(UInt16(ids.count))
+            for id in ids { writeString(id, &b) }
         case .ledgerEntries(let entries):
             b.writeInteger(UInt16(entries.count))
             for e in entries {
@@ -147,6 +150,12 @@ public enum WireCodec {
                 entries.append(WireEntry(header: header, body: entryBody, hash: hash, signature: signature))
             }
             message = .ledgerEntries(entries)
+        case .neighbours:
+            let count = Int(try readInt(&body, "neighbour_count") as UInt16)
+            guard count <= WireProtocol.maximumHeads else { throw .invalidValue(field: "neighbour_count") }
+            var ids: [String] = []
+            for _ in 0..<count { ids.append(try readString(&body, "neighbour")) }
+            message = .neighbours(ids)
         }
         guard body.readableBytes == 0 else { throw .trailingBytes(type: typeByte, count: body.readableBytes) }
         return message

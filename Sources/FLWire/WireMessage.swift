@@ -101,6 +101,9 @@ public enum WireMessage: Hashable, Sendable {
     case ledgerPull(author: String, after: UInt64, fromStart: Bool)
     /// Entries of one chain, in seq order.
     case ledgerEntries([WireEntry])
+    /// The members the sender is connected to right now (sent on every change),
+    /// so neighbours need not relay to it what their authors give it directly.
+    case neighbours([String])
 
     /// The frame type byte.
     public var type: WireProtocol.MessageType {
@@ -116,6 +119,7 @@ public enum WireMessage: Hashable, Sendable {
         case .ledgerHeads: .ledgerHeads
         case .ledgerPull: .ledgerPull
         case .ledgerEntries: .ledgerEntries
+        case .neighbours: .neighbours
         }
     }
 }
@@ -134,7 +138,7 @@ public enum WireProtocol {
     public static let defaultChunkSize = 262_144
     /// Longest string field in bytes (ids, consortium names, reasons).
     public static let maximumStringLength = 256
-    /// Most chain heads a hello or heads message may carry.
+    /// Most chain heads a hello or heads message may carry, and most ids in a neighbours message.
     public static let maximumHeads = 1024
     /// Most ledger entries in one message.
     public static let maximumEntriesPerMessage = 256
@@ -154,6 +158,7 @@ public enum WireProtocol {
         case ledgerHeads = 9
         case ledgerPull = 10
         case ledgerEntries = 11
+        case neighbours = 12
     }
 }
 

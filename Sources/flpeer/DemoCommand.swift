@@ -42,7 +42,10 @@ struct DemoCommand: AsyncParsableCommand {
     var beta: Double = 0.2
 
     @Option(help: "Local epochs per round.")
-    var localEpochs: Int = 2
+    var localEpochs: Int = 4
+
+    @Option(help: "Local learning rate (default: the plan's, 0.05 for logreg, 0.003 for mlp).")
+    var learningRate: Double?
 
     @Option(help: "Random seed (data split, model initialisation, training order).")
     var seed: Int = 0
@@ -62,6 +65,7 @@ struct DemoCommand: AsyncParsableCommand {
         if !(beta >= 0 && beta < 0.5) { throw ValidationError("--beta must be in [0, 0.5), got \(beta).") }
         if !(1...1000).contains(localEpochs) { throw ValidationError("--local-epochs must be from 1 to 1000, got \(localEpochs).") }
         if seed < 0 { throw ValidationError("--seed must be zero or positive, got \(seed).") }
+        if let learningRate, !(learningRate > 0 && learningRate < 100) { throw ValidationError("--learning-rate must be positive, got \(learningRate).") }
     }
 
     func run() async throws {
@@ -121,7 +125,7 @@ struct DemoCommand: AsyncParsableCommand {
               hidden: [64]
               rule: \(rule)
               beta: \(beta)
-              local_epochs: \(localEpochs)
+              local_epochs: \(localEpochs)\(learningRate.map { "\n  learning_rate: \($0)" } ?? "")
               batch_size: 32
               quorum: \(peers)
               round_deadline_seconds: 30

@@ -20,7 +20,7 @@ struct Fuzz {
     mutating func string() -> String { String((0..<below(20)).map { _ in Character(Unicode.Scalar(UInt8(97 + below(26)))) }) + (below(4) == 0 ? "é✓" : "") }
 
     mutating func message() -> WireMessage {
-        switch below(11) {
+        switch below(12) {
         case 0: return .hello(Hello(consortium: string(), institution: string(),
                                     heads: (0..<below(5)).map { _ in ChainHead(author: string(), seq: next(), hash: digest()) }))
         case 1: return .ping(nonce: next())
@@ -32,6 +32,7 @@ struct Fuzz {
         case 7: return .goodbye(code: UInt8(below(256)), reason: string())
         case 8: return .ledgerHeads((0..<below(5)).map { _ in ChainHead(author: string(), seq: next(), hash: digest()) })
         case 9: return .ledgerPull(author: string(), after: next(), fromStart: below(2) == 0)
+        case 10: return .neighbours((0..<below(5)).map { _ in string() })
         default: return .ledgerEntries((0..<below(4)).map { _ in
             WireEntry(header: bytes(below(80)), body: bytes(below(200)), hash: bytes(32), signature: bytes(64)) })
         }

@@ -18,6 +18,7 @@ struct WireVectorTests {
         ("chunk", .chunk(hash: h(0xCD), offset: 0, bytes: ByteBuffer(bytes: [1, 2, 3])),
          "0000003006" + String(repeating: "cd", count: 32) + "000000000000000000000003010203"),
         ("goodbye", .goodbye(code: 1, reason: "bye"), "0000000708010003627965"),
+        ("neighbours", .neighbours(["alice", "bob"]), "0000000f0c00020005616c6963650003626f62"),
     ]
 
     @Test(arguments: vectors.map { $0.0 })
