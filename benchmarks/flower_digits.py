@@ -2,17 +2,27 @@
 """Anchor for the federated benchmark: the same digits workload in Flower.
 
 Flower 1.42 simulation (``flwr.simulation.run_simulation`` with a ServerApp and
-a ClientApp on the Ray backend) of what ``flpeer demo --model logreg`` runs:
+a ClientApp on the Ray backend) of what ``flpeer demo --model logreg`` (or
+``--model mlp`` with ``--model mlp`` here) runs:
 
 * data: ``data/digits.csv`` (64 feature columns, then ``label``); a stratified
   20% test split, the other 80% split among ``--clients`` clients with a
   Dirichlet(``--alpha``) label skew (every client at least 10 rows), all
   seeded by ``--seed``; features standardised with the mean and population
   std of the pooled 80% training rows (std < 1e-12 -> 1);
-* model: softmax regression, weights 64x10 + bias 10, float32, small seeded
-  random initial weights; local training is minibatch SGD (batch 32, momentum
-  0.9, learning rate 0.05, L2 3e-3 on the weights, not the bias) for
-  ``--local-epochs`` epochs per round, in numpy;
+* model ``logreg`` (default): softmax regression, weights 64x10 + bias 10,
+  float32, small seeded random initial weights; local training is minibatch
+  SGD (batch 32, momentum 0.9, learning rate 0.05, L2 3e-3 on the weights, not
+  the bias) for ``--local-epochs`` epochs per round, in numpy;
+* model ``mlp``: flpeer's MLP(64), 64 -> 64 (ReLU) -> 10 (softmax), float32,
+  parameters ``layers.0.weight`` [64, 64], ``layers.0.bias`` [64],
+  ``layers.1.weight`` [10, 64], ``layers.1.bias`` [10] (PyTorch's [out, in]
+  layout, sent under these names); seeded He-uniform weights before the ReLU,
+  Glorot-uniform on the output layer, zero biases (flpeer's scheme, not its
+  random stream); local training is minibatch Adam (batch 32, learning rate
+  0.003, betas 0.9/0.999, eps 1e-8, fresh optimizer state every round) on mean
+  cross-entropy + (1e-4/2)||W||^2 over both weight matrices (not the biases)
+  for ``--local-epochs`` epochs per round, in numpy;
 * federation: every client every round, ``--rounds`` rounds, Flower's
   ``FedAvg`` (weighted by sample count) or ``FedTrimmedAvg`` (beta 0.2);
   the global model is evaluated on the common test split after the last
@@ -52,7 +62,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import flwr  # noqa: E402
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict  # noqa: E402
+from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict  # noqa: E402
 from flwr.clientapp import ClientApp  # noqa: E402
 from flwr.serverapp import Grid, ServerApp  # noqa: E402
 from flwr.serverapp.strategy import FedAvg, FedTrimmedAvg  # noqa: E402
@@ -67,6 +77,14 @@ BATCH = 32
 TEST_FRACTION = 0.2
 MIN_PART_SIZE = 10
 TRIM_BETA = 0.2
+
+MLP_HIDDEN = 64
+MLP_LEARNING_RATE = 0.003
+ADAM_BETA1 = 0.9
+ADAM_BETA2 = 0.999
+ADAM_EPS = 1e-8
+MLP_L2 = 1e-4
+MLP_NAMES = ("layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias")
 
 
 # ---------------------------------------------------------------- data
@@ -188,9 +206,113 @@ def accuracy(w, b, x, y):
     return float(np.mean(np.argmax(x @ w + b, axis=1) == y))
 
 
+# MLP(64): parameters in [out, in] layout, as flpeer's Network keeps them.
+
+def mlp_initial_params(features, classes, seed, hidden=MLP_HIDDEN):
+    """He-uniform (limit sqrt(6/fan_in)) before the ReLU, Glorot-uniform
+    (limit sqrt(6/(fan_in+fan_out))) on the output layer, zero biases."""
+    rng = np.random.default_rng([seed, 7])
+    lim0 = np.sqrt(6.0 / features)
+    lim1 = np.sqrt(6.0 / (hidden + classes))
+    w0 = rng.uniform(-lim0, lim0, (hidden, features)).astype(np.float32)
+    w1 = rng.uniform(-lim1, lim1, (classes, hidden)).astype(np.float32)
+    return [w0, np.zeros(hidden, np.float32), w1, np.zeros(classes, np.float32)]
+
+
+def train_mlp_local(params, x, y, epochs, rng):
+    """Minibatch Adam on mean softmax cross-entropy + (L2/2)(||W0||^2 + ||W1||^2);
+    the Adam moments and step count start at zero each round (flpeer makes a
+    fresh optimizer for every local training)."""
+    params = [p.astype(np.float32, copy=True) for p in params]
+    first = [np.zeros_like(p) for p in params]
+    second = [np.zeros_like(p) for p in params]
+    lr, lam = np.float32(MLP_LEARNING_RATE), np.float32(MLP_L2)
+    b1, b2, eps = np.float32(ADAM_BETA1), np.float32(ADAM_BETA2), np.float32(ADAM_EPS)
+    n = len(y)
+    step = 0
+    loss = 0.0
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for s in range(0, n, BATCH):
+            idx = order[s:s + BATCH]
+            xb, yb = x[idx], y[idx]
+            m = len(idx)
+            w0, bias0, w1, bias1 = params
+            h = xb @ w0.T + bias0
+            np.maximum(h, 0, out=h)
+            z = h @ w1.T + bias1
+            z -= z.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            p = e / e.sum(axis=1, keepdims=True)
+            loss = float(-np.log(np.maximum(p[np.arange(m), yb], 1e-12)).mean()
+                         + 0.5 * lam * (np.sum(w0 * w0) + np.sum(w1 * w1)))
+            d = p
+            d[np.arange(m), yb] -= 1
+            d /= np.float32(m)
+            gw1 = d.T @ h + lam * w1
+            gb1 = d.sum(axis=0)
+            dh = d @ w1
+            dh[h <= 0] = 0
+            gw0 = dh.T @ xb + lam * w0
+            gb0 = dh.sum(axis=0)
+            # Adam, written as flpeer's Optimizer does it:
+            # w -= lr*sqrt(c2)/c1 * m / (sqrt(v) + eps*sqrt(c2)), c_i = 1 - beta_i^t.
+            step += 1
+            c1 = 1.0 - ADAM_BETA1 ** step
+            c2 = 1.0 - ADAM_BETA2 ** step
+            step_size = np.float32(MLP_LEARNING_RATE * np.sqrt(c2) / c1)
+            eps_hat = np.float32(ADAM_EPS * np.sqrt(c2))
+            for param, g, mom, var in zip(params, (gw0, gb0, gw1, gb1), first, second):
+                mom *= b1
+                mom += (1 - b1) * g
+                var *= b2
+                var += (1 - b2) * (g * g)
+                param -= step_size * mom / (np.sqrt(var) + eps_hat)
+    return params, loss
+
+
+def mlp_accuracy(params, x, y):
+    w0, bias0, w1, bias1 = params
+    h = np.maximum(x @ w0.T + bias0, 0)
+    return float(np.mean(np.argmax(h @ w1.T + bias1, axis=1) == y))
+
+
+# Model dispatch: what travels in the ArrayRecord, and how it is trained.
+
+def initial_params(model, features, classes, seed):
+    if model == "mlp":
+        return mlp_initial_params(features, classes, seed)
+    return list(initial_weights(features, classes, seed))
+
+
+def to_record(model, params):
+    if model == "mlp":
+        return ArrayRecord({name: Array(np.ascontiguousarray(p)) for name, p in zip(MLP_NAMES, params)})
+    return ArrayRecord(params)
+
+
+def from_record(model, record):
+    if model == "mlp":
+        return [record[name].numpy().astype(np.float32) for name in MLP_NAMES]
+    return [a.astype(np.float32) for a in record.to_numpy_ndarrays()]
+
+
+def train_params(model, params, x, y, epochs, rng):
+    if model == "mlp":
+        return train_mlp_local(params, x, y, epochs, rng)
+    w, b, loss = train_local(params[0], params[1], x, y, epochs, rng)
+    return [w, b], loss
+
+
+def params_accuracy(model, params, x, y):
+    if model == "mlp":
+        return mlp_accuracy(params, x, y)
+    return accuracy(params[0], params[1], x, y)
+
+
 # ---------------------------------------------------------------- Flower apps
 
-def make_client_app(client_data, local_epochs, seed):
+def make_client_app(model, client_data, local_epochs, seed):
     app = ClientApp()
 
     @app.train()
@@ -198,11 +320,11 @@ def make_client_app(client_data, local_epochs, seed):
         pid = int(context.node_config["partition-id"])
         server_round = int(msg.content["config"]["server-round"])
         x, y = client_data[pid]
-        w, b = msg.content["arrays"].to_numpy_ndarrays()
+        params = from_record(model, msg.content["arrays"])
         rng = np.random.default_rng([seed, pid, server_round])
-        w, b, loss = train_local(w.astype(np.float32), b.astype(np.float32), x, y, local_epochs, rng)
+        params, loss = train_params(model, params, x, y, local_epochs, rng)
         content = RecordDict({
-            "arrays": ArrayRecord([w, b]),
+            "arrays": to_record(model, params),
             "metrics": MetricRecord({"train_loss": loss, "num-examples": len(y)}),
         })
         return Message(content=content, reply_to=msg)
@@ -226,13 +348,12 @@ def make_server_app(args, test, classes, features, out):
             # Called before round 1 (server_round 0) and after every round.
             out["marks"].append(time.perf_counter())
             if server_round == args.rounds:
-                w, b = arrays.to_numpy_ndarrays()
-                out["accuracy"] = accuracy(w, b, *test)
+                out["accuracy"] = params_accuracy(args.model, from_record(args.model, arrays), *test)
                 return MetricRecord({"accuracy": out["accuracy"]})
             return None
 
-        w0, b0 = initial_weights(features, classes, args.seed)
-        strategy.start(grid=grid, initial_arrays=ArrayRecord([w0, b0]),
+        params0 = initial_params(args.model, features, classes, args.seed)
+        strategy.start(grid=grid, initial_arrays=to_record(args.model, params0),
                        num_rounds=args.rounds, evaluate_fn=evaluate_fn)
 
     return app
@@ -247,6 +368,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--clients", type=int, default=5)
     ap.add_argument("--alpha", type=float, default=0.5)
+    ap.add_argument("--model", choices=["logreg", "mlp"], default="logreg",
+                    help="softmax regression (SGD) or flpeer's MLP(64) (Adam)")
     ap.add_argument("--strategy", choices=["fedavg", "fedtrimmedavg"], default="fedavg")
     ap.add_argument("--local-epochs", type=int, default=2)
     ap.add_argument("--client-cpus", type=float, default=1.0,
@@ -274,7 +397,7 @@ def main() -> None:
     try:
         run_simulation(
             server_app=make_server_app(args, test, classes, features, out),
-            client_app=make_client_app(client_data, args.local_epochs, args.seed),
+            client_app=make_client_app(args.model, client_data, args.local_epochs, args.seed),
             num_supernodes=args.clients,
             backend_config=backend_config,
         )
@@ -291,7 +414,8 @@ def main() -> None:
     total = float(marks[-1] - marks[0])
     per_round = np.diff(marks)
     print(json.dumps({
-        "framework": "flower", "flwr_version": flwr.__version__, "strategy": args.strategy,
+        "framework": "flower", "flwr_version": flwr.__version__, "model": args.model,
+        "strategy": args.strategy,
         "clients": args.clients, "rounds": args.rounds, "alpha": args.alpha, "seed": args.seed,
         "local_epochs": args.local_epochs,
         "accuracy": round(out["accuracy"], 6),

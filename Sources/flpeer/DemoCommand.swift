@@ -50,6 +50,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Random seed (data split, model initialisation, training order).")
     var seed: Int = 0
 
+    @Option(help: "full (every pair linked) or line (each member linked to the previous and next only, so most traffic is relayed).")
+    var topology: String = "full"
+
     @Option(help: "Folder for the consortium's files (must be empty or absent); default: a new temporary folder.")
     var dir: String?
 
@@ -65,6 +68,7 @@ struct DemoCommand: AsyncParsableCommand {
         if !(beta >= 0 && beta < 0.5) { throw ValidationError("--beta must be in [0, 0.5), got \(beta).") }
         if !(1...1000).contains(localEpochs) { throw ValidationError("--local-epochs must be from 1 to 1000, got \(localEpochs).") }
         if seed < 0 { throw ValidationError("--seed must be zero or positive, got \(seed).") }
+        if !["full", "line"].contains(topology) { throw ValidationError("--topology must be full or line, got '\(topology)'.") }
         if let learningRate, !(learningRate > 0 && learningRate < 100) { throw ValidationError("--learning-rate must be positive, got \(learningRate).") }
     }
 
@@ -135,7 +139,8 @@ struct DemoCommand: AsyncParsableCommand {
 
             """
         try network.write(toFile: "\(root)/network.yaml", atomically: true, encoding: .utf8)
-        for (id, port) in zip(ids, ports) {
+        for (i, (id, port)) in zip(ids, ports).enumerated() {
+            let neighbours = topology == "line" ? "\nneighbours: [\([i - 1, i + 1].filter { ids.indices.contains($0) }.map { ids[$0] }.joined(separator: ", "))]" : ""
             try """
                 network: network.yaml
                 id: \(id)
@@ -144,11 +149,11 @@ struct DemoCommand: AsyncParsableCommand {
                 listen: 127.0.0.1:\(port)
                 data:
                   train: data/\(id).csv
-                state_dir: state/\(id)
+                state_dir: state/\(id)\(neighbours)
 
                 """.write(toFile: "\(root)/\(id).yaml", atomically: true, encoding: .utf8)
         }
-        printErr("demo: \(peers) institutions in \(root); \(rounds) rounds of \(model) with \(rule) on \(URL(fileURLWithPath: dataPath).lastPathComponent) (alpha \(alpha), seed \(seed))")
+        printErr("demo: \(peers) institutions (\(topology) topology) in \(root); \(rounds) rounds of \(model) with \(rule) on \(URL(fileURLWithPath: dataPath).lastPathComponent) (alpha \(alpha), seed \(seed))")
 
         // Run: one 'flpeer join' process per institution.
         try FileManager.default.createDirectory(atPath: "\(root)/logs", withIntermediateDirectories: true)
@@ -213,7 +218,7 @@ struct DemoCommand: AsyncParsableCommand {
                 "peers": results.map { ["id": $0.id, "accuracy": $0.accuracy, "train_rows": $0.rows, "seconds_per_round": $0.secondsPerRound, "byzantine": false] },
                 "mean_accuracy": meanAccuracy, "centralized_accuracy": central.metrics.accuracy, "seconds_per_round": secondsPerRound,
                 "bytes_moved": bytes, "ledger_verified": verified, "dir": root, "rounds": rounds, "model": model, "rule": rule,
-                "alpha": alpha, "seed": seed, "data": dataPath, "wall_seconds": Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
+                "alpha": alpha, "seed": seed, "data": dataPath, "topology": topology, "wall_seconds": Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
             ]
             print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
         } else {

@@ -38,6 +38,25 @@ struct DemoTests {
         #expect(show.stdout.contains("intact: 3 chains") && show.stdout.contains("5 rounds"), "\(show.stdout)")
     }
 
+    /// inst01 — inst02 — inst03: the ends reach each other only through inst02,
+    /// yet every member hears every update each round and every ledger holds every chain.
+    @Test func membersInALineTrainThroughRelays() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let root = dir.appendingPathComponent("demo").path
+        let r = try flpeer("demo", "--peers", "3", "--rounds", "3", "--topology", "line", "--dir", root, "--json")
+        #expect(r.status == 0, "\(r.stderr)")
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)")
+        #expect(obj["ledger_verified"] as? Bool == true)
+        #expect(try String(contentsOfFile: "\(root)/inst01.yaml", encoding: .utf8).contains("neighbours: [inst02]"))
+        for id in ["inst01", "inst03"] {
+            let out = try String(contentsOfFile: "\(root)/logs/\(id).out", encoding: .utf8)
+            #expect(out.split(separator: "\n").filter { $0.hasPrefix("round ") && $0.contains("heard 3/3") }.count == 3, "\(out)")
+        }
+        let verify = try ledgerTool("verify", "\(root)/state/inst01/ledger.sqlite", "--ca", "\(root)/pki/ca/ca.pem", "--against", "\(root)/state/inst03/ledger.sqlite")
+        #expect(verify.status == 0 && verify.stdout.contains("3 chains"), "\(verify.stdout)")
+    }
+
     /// A peer whose members never come stops on SIGTERM with a sentence, and its ledger is intact.
     @Test func joinStopsCleanlyOnSIGTERM() throws {
         let dir = try temporaryDirectory()
