@@ -30,6 +30,8 @@ for s in $seeds; do
     python3 benchmarks/flower_digits.py --strategy "$strategy" --seed "$s" --rounds 30 --clients 5 --alpha 0.5 --local-epochs 4 > "$out/flower-$strategy-$s.json"
   done
   demo "mlp-$s" --peers 5 --rounds 30 --alpha 0.5 --model mlp --seed "$s"
+  echo "flower mlp fedtrimmedavg seed $s" >&2
+  python3 benchmarks/flower_digits.py --model mlp --strategy fedtrimmedavg --seed "$s" --rounds 30 --clients 5 --alpha 0.5 --local-epochs 4 > "$out/flower-mlp-fedtrimmedavg-$s.json"
 done
 for n in $scale; do
   demo "scale-$n" --peers "$n" --rounds 30 --alpha 0.5 --model logreg --seed 0
@@ -51,20 +53,24 @@ def row(label, runs):
 print("| flpeer | peers | mean accuracy | worst peer | centralised | gap (points, worst peer) | s/round (median) | s/round per seed |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 ours = row("logreg, trimmed mean", [load(f"logreg-{s}") for s in seeds])
-row("MLP(64), trimmed mean", [load(f"mlp-{s}") for s in seeds])
+ours_mlp = row("MLP(64), trimmed mean", [load(f"mlp-{s}") for s in seeds])
 for n in scale:
     row(f"logreg, trimmed mean, seed 0", [load(f"scale-{n}")])
 print()
 print("| Flower 1.42 | accuracy (mean) | s/round: total/rounds (median) | per seed | steady rounds 2–30 (median) | round 1 (median) |")
 print("| --- | --- | --- | --- | --- | --- |")
-for strategy in ("fedtrimmedavg", "fedavg"):
-    runs = [load(f"flower-{strategy}-{s}") for s in seeds]
+for label, name in (("fedtrimmedavg", "flower-fedtrimmedavg"), ("fedavg", "flower-fedavg"),
+                    ("fedtrimmedavg, MLP(64)", "flower-mlp-fedtrimmedavg")):
+    runs = [load(f"{name}-{s}") for s in seeds]
     spr = [r["seconds_per_round"] for r in runs]
-    print(f"| {strategy} | {statistics.mean(r['accuracy'] for r in runs):.4f} | {statistics.median(spr):.4f} | "
+    print(f"| {label} | {statistics.mean(r['accuracy'] for r in runs):.4f} | {statistics.median(spr):.4f} | "
           + ", ".join(f"{x:.4f}" for x in spr)
           + f" | {statistics.median(r['steady_seconds_per_round'] for r in runs):.4f} | {statistics.median(r['first_round_seconds'] for r in runs):.2f} |")
-    if strategy == "fedtrimmedavg":
+    if name == "flower-fedtrimmedavg":
         ratio = statistics.median(spr) / ours
+    elif name == "flower-mlp-fedtrimmedavg":
+        ratio_mlp = statistics.median(spr) / ours_mlp
 print()
 print(f"Flower FedTrimmedAvg seconds per round / flpeer seconds per round (medians, logreg): {ratio:.1f}x")
+print(f"Flower FedTrimmedAvg MLP seconds per round / flpeer MLP seconds per round (medians): {ratio_mlp:.1f}x")
 EOF

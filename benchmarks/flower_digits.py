@@ -3,7 +3,7 @@
 
 Flower 1.42 simulation (``flwr.simulation.run_simulation`` with a ServerApp and
 a ClientApp on the Ray backend) of what ``flpeer demo --model logreg`` (or
-``--model mlp`` with ``--model mlp`` here) runs:
+``flpeer demo --model mlp``, with ``--model mlp`` here) runs:
 
 * data: ``data/digits.csv`` (64 feature columns, then ``label``); a stratified
   20% test split, the other 80% split among ``--clients`` clients with a
@@ -294,13 +294,13 @@ def to_record(model, params):
 def from_record(model, record):
     if model == "mlp":
         return [record[name].numpy().astype(np.float32) for name in MLP_NAMES]
-    return [a.astype(np.float32) for a in record.to_numpy_ndarrays()]
+    return record.to_numpy_ndarrays()
 
 
 def train_params(model, params, x, y, epochs, rng):
     if model == "mlp":
         return train_mlp_local(params, x, y, epochs, rng)
-    w, b, loss = train_local(params[0], params[1], x, y, epochs, rng)
+    w, b, loss = train_local(params[0].astype(np.float32), params[1].astype(np.float32), x, y, epochs, rng)
     return [w, b], loss
 
 
