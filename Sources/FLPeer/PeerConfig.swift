@@ -1,3 +1,4 @@
+import FLCore
 import FLGossip
 import FLIdentity
 import Foundation
@@ -19,11 +20,15 @@ public struct PeerConfig: Sendable {
     /// Members this peer dials; by default those whose id sorts after its own,
     /// so each pair of a full mesh has exactly one connection.
     public let dial: [String]
+    /// How this member misbehaves, for robustness experiments only (`attack:`).
+    public let attack: Attack?
+    /// Members this peer links to directly (its neighbours, or all others).
+    public let neighbourCount: Int
 
     /// Loads the peer file and the network file it names, and checks that they agree.
     public static func load(_ file: String) throws(ConfigError) -> PeerConfig {
         let y = try YAMLReader.load(file)
-        try y.onlyKeys(["network", "id", "key", "certificate", "listen", "data", "state_dir", "neighbours"])
+        try y.onlyKeys(["network", "id", "key", "certificate", "listen", "data", "state_dir", "neighbours", "attack"])
         let networkFile = try y.existingFile("network", example: "network.yaml")
         let network = try NetworkConfig.load(networkFile)
         let id = try y.string("id", example: "alice")
@@ -42,6 +47,7 @@ public struct PeerConfig: Sendable {
         let validation = data.child("validation") == nil ? nil : try data.existingFile("validation", example: "validation.csv")
         let state = y.resolve(try y.string("state_dir", example: "state/\(id)"))
         var dial = network.members.map(\.id).filter { $0 > id }
+        var neighbourCount = network.members.count - 1
         if let list = try y.sequence("neighbours") {
             var ids: [String] = []
             for (item, node) in list {
@@ -51,11 +57,60 @@ public struct PeerConfig: Sendable {
                 ids.append(n)
             }
             dial = ids.filter { $0 > id }
+            neighbourCount = Set(ids).count
         }
+        let attack = try parseAttack(y)
+        try checkRobustness(network, inputs: neighbourCount + 1)
         let config = PeerConfig(file: file, network: network, id: id, keyFile: key, certificateFile: cert, listenHost: host, listenPort: port,
-                                trainData: train, validationData: validation, stateDirectory: state, dial: dial)
+                                trainData: train, validationData: validation, stateDirectory: state, dial: dial,
+                                attack: attack, neighbourCount: neighbourCount)
         _ = try config.tls()
         return config
+    }
+
+    /// Refuses a plan whose rule cannot absorb `max_byzantine` wrong inputs
+    /// among the `inputs` this peer aggregates (its neighbours and itself).
+    static func checkRobustness(_ network: NetworkConfig, inputs n: Int) throws(ConfigError) {
+        let plan = network.plan, f = plan.maxByzantine
+        guard f > 0 else { return }
+        let key = "plan.max_byzantine"
+        switch plan.rule {
+        case "trimmed-mean":
+            let k = AggregationRule.trimCount(beta: plan.beta, n: n)
+            if k < f {
+                let needed = (Double(f) / Double(n) * 100).rounded(.up) / 100
+                throw ConfigError(file: network.file, key: key,
+                                  problem: "is \(f), but trimmed-mean with beta \(plan.beta) over this peer's \(n) inputs (its neighbours and itself) trims only \(k) value(s) per side",
+                                  fix: "raise plan.beta to at least \(needed) (below 0.5), lower max_byzantine, or give the peer more neighbours")
+            }
+        case "mean":
+            throw ConfigError(file: network.file, key: key, problem: "is \(f), but the plain mean absorbs no Byzantine member",
+                              fix: "use rule: trimmed-mean, median or clipping, or set max_byzantine: 0")
+        default:
+            if 2 * f >= n {
+                throw ConfigError(file: network.file, key: key, problem: "is \(f), but \(plan.rule) needs a majority of honest inputs and this peer aggregates \(n)",
+                                  fix: "lower max_byzantine below \(n) / 2 or give the peer more neighbours")
+            }
+        }
+    }
+
+    /// `attack: {kind: sign-flip, scale: 4}` and the like.
+    static func parseAttack(_ y: YAMLReader) throws(ConfigError) -> Attack? {
+        guard let a = try y.mapping("attack") else { return nil }
+        try a.onlyKeys(["kind", "scale", "sigma", "z", "epsilon"])
+        guard a.child("kind") != nil else {
+            throw a.error(a.keyPath("kind"), "is missing", "add 'kind:' with one of: \(Attack.names.joined(separator: ", "))")
+        }
+        let kind = try a.choice("kind", default: "", options: Attack.names)
+        let positive: (Double) -> Bool = { $0 > 0 && $0.isFinite }
+        switch kind {
+        case "sign-flip": return .signFlip(scale: try a.double("scale", default: 4, valid: positive, expectation: "a positive number"))
+        case "gaussian": return .gaussian(sigma: try a.double("sigma", default: 1, valid: positive, expectation: "a positive number"))
+        case "alie": return .alie(z: a.child("z") == nil ? nil : try a.double("z", default: 1, valid: { $0.isFinite }, expectation: "a number"))
+        case "ipm": return .ipm(epsilon: try a.double("epsilon", default: 0.1, valid: positive, expectation: "a positive number"))
+        case "label-flip": return .labelFlip
+        default: return .freeRider
+        }
     }
 
     /// TLS credentials, checked against the network: the certificate must be

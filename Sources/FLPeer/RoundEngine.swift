@@ -203,7 +203,15 @@ public struct RoundEngine: Sendable {
             }
             guard let scaler = FeatureStatistics.pooled(statsIn.map(\.1)) else { throw RoundError("the members' feature statistics do not combine (different feature counts?)") }
             logger.info("standardisation agreed", metadata: ["members": "\(statsIn.map(\.0.author).joined(separator: ","))"])
-            let trainStd = scaler.transform(train), validationStd = scaler.transform(validation)
+            var trainStd = scaler.transform(train)
+            let validationStd = scaler.transform(validation)
+            let attack = config.attack
+            if let attack {
+                trainStd.labels = attack.trainingLabels(trainStd.labels, classes: classes.count)
+                logger.warning("this peer attacks the federation (robustness evaluation)", metadata: ["attack": "\(attack)"])
+            }
+            var rng = SeededGenerator(seed: Self.seed(plan.seed, config.id, 0), stream: "attack")
+            var observed: [[Float]] = []  // other members' deltas in the last round, for ALIE and IPM
 
             let spec = ModelSpec(kind: plan.model, inputs: train.featureCount, classes: classes.count, hidden: plan.model == .mlp ? plan.hidden : [])
             var model = Network(spec: spec, seed: UInt64(plan.seed))
@@ -219,6 +227,10 @@ public struct RoundEngine: Sendable {
                 let baseHash = model.parameterSet.sha256Hex()
                 var local = model
                 let summary = Trainer.train(&local, on: trainStd, config: plan.trainingConfig(seed: Self.seed(plan.seed, config.id, r)))
+                if let attack {
+                    local.parameters = attack.update(local: local.parameters, base: model.parameters, observed: observed, members: members.count,
+                                                     attackers: max(1, plan.maxByzantine), rng: &rng)
+                }
                 let bytes = Safetensors.encode(local.parameterSet)
                 try await publish(round: UInt64(r), bytes: bytes, updateHash: local.parameterSet.sha256Hex(), baseHash: baseHash, samples: train.rows,
                                   codec: RoundEngine.modelCodec, metrics: ["train_loss": Double(summary.epochLosses.last ?? 0)])
@@ -232,6 +244,10 @@ public struct RoundEngine: Sendable {
                 // This peer's own update first: the centre of self-centred clipping.
                 let me = config.id
                 let ordered = updates.filter { $0.0.author == me } + updates.filter { $0.0.author != me }
+                if attack != nil {
+                    let base = model.parameters
+                    observed = ordered.dropFirst().map { zip($0.1, base).map { $0 - $1 } }
+                }
                 let stats = try Aggregator.aggregate(ordered.map(\.1), rule: rule, center: local.parameters, into: &output)
                 model.parameters = output
                 let resultHash = model.parameterSet.sha256Hex()

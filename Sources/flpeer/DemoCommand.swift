@@ -38,8 +38,14 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "trimmed-mean, mean, median or clipping.")
     var rule: String = "trimmed-mean"
 
-    @Option(help: "Fraction trimmed from each side by trimmed-mean.")
-    var beta: Double = 0.2
+    @Option(help: "Fraction trimmed from each side by trimmed-mean (default 0.2, raised to byzantine/peers when that is larger).")
+    var beta: Double?
+
+    @Option(help: "Number of misbehaving members (the last ones), for robustness experiments.")
+    var byzantine: Int = 0
+
+    @Option(help: "What they do: \(Attack.names.joined(separator: ", ")); a comma-separated list gives one attack per member in turn.")
+    var attack: String = "sign-flip"
 
     @Option(help: "Local epochs per round.")
     var localEpochs: Int = 4
@@ -65,15 +71,35 @@ struct DemoCommand: AsyncParsableCommand {
         if !(alpha > 0) { throw ValidationError("--alpha must be positive, got \(alpha).") }
         if ModelSpec.Kind(rawValue: model) == nil { throw ValidationError("--model must be logreg or mlp, got '\(model)'.") }
         if !["trimmed-mean", "mean", "median", "clipping"].contains(rule) { throw ValidationError("--rule must be trimmed-mean, mean, median or clipping, got '\(rule)'.") }
-        if !(beta >= 0 && beta < 0.5) { throw ValidationError("--beta must be in [0, 0.5), got \(beta).") }
+        if let beta, !(beta >= 0 && beta < 0.5) { throw ValidationError("--beta must be in [0, 0.5), got \(beta).") }
+        if !(0..<peers).contains(byzantine) { throw ValidationError("--byzantine must be from 0 to \(peers - 1), got \(byzantine).") }
+        for name in attackNames where Attack.named(name) == nil {
+            throw ValidationError("--attack '\(name)' is not one of: \(Attack.names.joined(separator: ", ")).")
+        }
         if !(1...1000).contains(localEpochs) { throw ValidationError("--local-epochs must be from 1 to 1000, got \(localEpochs).") }
         if seed < 0 { throw ValidationError("--seed must be zero or positive, got \(seed).") }
         if !["full", "line"].contains(topology) { throw ValidationError("--topology must be full or line, got '\(topology)'.") }
         if let learningRate, !(learningRate > 0 && learningRate < 100) { throw ValidationError("--learning-rate must be positive, got \(learningRate).") }
     }
 
+    var attackNames: [String] { attack.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+
+    /// The attack of each member (nil: honest): the last `byzantine` members, attacks in turn.
+    var attacks: [String?] {
+        (0..<peers).map { i in i >= peers - byzantine ? attackNames[(i - (peers - byzantine)) % attackNames.count] : nil }
+    }
+
     func run() async throws {
         let root = try prepareDirectory()
+        let beta = self.beta ?? max(0.2, (Double(byzantine) / Double(peers) * 100).rounded(.up) / 100)
+        // Declare the attackers in the plan when the rule can absorb them; otherwise they are unexpected.
+        let absorbable = switch rule {
+        case "trimmed-mean": AggregationRule.trimCount(beta: beta, n: peers) >= byzantine
+        case "mean": byzantine == 0
+        default: 2 * byzantine < peers
+        }
+        let declared = absorbable ? byzantine : 0
+        if !absorbable { printErr("demo: \(rule) cannot absorb \(byzantine) Byzantine member(s) of \(peers); the plan declares none (an experiment)") }
         let dataPath = try Self.resolveData(data)
         let dataset: Dataset
         do {
@@ -129,6 +155,7 @@ struct DemoCommand: AsyncParsableCommand {
               hidden: [64]
               rule: \(rule)
               beta: \(beta)
+              max_byzantine: \(declared)
               local_epochs: \(localEpochs)\(learningRate.map { "\n  learning_rate: \($0)" } ?? "")
               batch_size: 32
               quorum: \(peers)
@@ -149,11 +176,11 @@ struct DemoCommand: AsyncParsableCommand {
                 listen: 127.0.0.1:\(port)
                 data:
                   train: data/\(id).csv
-                state_dir: state/\(id)\(neighbours)
+                state_dir: state/\(id)\(neighbours)\(attacks[i].map { "\nattack:\n  kind: \($0)" } ?? "")
 
                 """.write(toFile: "\(root)/\(id).yaml", atomically: true, encoding: .utf8)
         }
-        printErr("demo: \(peers) institutions (\(topology) topology) in \(root); \(rounds) rounds of \(model) with \(rule) on \(URL(fileURLWithPath: dataPath).lastPathComponent) (alpha \(alpha), seed \(seed))")
+        printErr("demo: \(peers) institutions (\(topology) topology\(byzantine > 0 ? ", \(byzantine) Byzantine: \(attacks.compactMap { $0 }.joined(separator: ","))" : "")) in \(root); \(rounds) rounds of \(model) with \(rule) on \(URL(fileURLWithPath: dataPath).lastPathComponent) (alpha \(alpha), seed \(seed))")
 
         // Run: one 'flpeer join' process per institution.
         try FileManager.default.createDirectory(atPath: "\(root)/logs", withIntermediateDirectories: true)
@@ -186,14 +213,14 @@ struct DemoCommand: AsyncParsableCommand {
 
         // Results: each peer's final model on the common test split, the centralised baseline, the ledgers.
         let testSet = dataset.subset(test)
-        var results: [(id: String, accuracy: Double, rows: Int, secondsPerRound: Double, bytesIn: Int, bytesOut: Int)] = []
+        var results: [(id: String, accuracy: Double, rows: Int, secondsPerRound: Double, bytesIn: Int, bytesOut: Int, attack: String?)] = []
         for (i, id) in ids.enumerated() {
             let state = "\(root)/state/\(id)"
             let summary = try JSONDecoder().decode(RunSummary.self, from: Data(contentsOf: URL(fileURLWithPath: "\(state)/summary.json")))
             let (params, _) = try Safetensors.read(from: summary.modelFile)
             let net = try Network(spec: summary.model, parameters: params)
             let accuracy = net.evaluate(on: summary.standardizer.transform(testSet)).accuracy
-            results.append((id, accuracy, parts[i].count, summary.secondsPerRound, summary.bytesIn, summary.bytesOut))
+            results.append((id, accuracy, parts[i].count, summary.secondsPerRound, summary.bytesIn, summary.bytesOut, attacks[i]))
         }
         let kind = ModelSpec.Kind(rawValue: model)!
         let central = CentralizedTraining.run(train: dataset.subset(rest), test: testSet, kind: kind, hidden: [64],
@@ -212,19 +239,26 @@ struct DemoCommand: AsyncParsableCommand {
         let secondsPerRound = results.map(\.secondsPerRound).reduce(0, +) / Double(results.count)
         let bytes = results.map { $0.bytesIn + $0.bytesOut }.reduce(0, +) / 2
         let meanAccuracy = results.map(\.accuracy).reduce(0, +) / Double(results.count)
+        let honest = results.filter { $0.attack == nil }
+        let honestAccuracy = honest.map(\.accuracy).reduce(0, +) / Double(max(1, honest.count))
 
         if json {
             let obj: [String: Any] = [
-                "peers": results.map { ["id": $0.id, "accuracy": $0.accuracy, "train_rows": $0.rows, "seconds_per_round": $0.secondsPerRound, "byzantine": false] },
-                "mean_accuracy": meanAccuracy, "centralized_accuracy": central.metrics.accuracy, "seconds_per_round": secondsPerRound,
+                "peers": results.map { r -> [String: Any] in
+                    var p: [String: Any] = ["id": r.id, "accuracy": r.accuracy, "train_rows": r.rows, "seconds_per_round": r.secondsPerRound, "byzantine": r.attack != nil]
+                    if let a = r.attack { p["attack"] = a }
+                    return p
+                },
+                "mean_accuracy": meanAccuracy, "honest_mean_accuracy": honestAccuracy, "beta": beta, "byzantine": byzantine, "centralized_accuracy": central.metrics.accuracy, "seconds_per_round": secondsPerRound,
                 "bytes_moved": bytes, "ledger_verified": verified, "dir": root, "rounds": rounds, "model": model, "rule": rule,
                 "alpha": alpha, "seed": seed, "data": dataPath, "topology": topology, "wall_seconds": Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
             ]
             print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
         } else {
             print("institution  train rows  test accuracy")
-            for r in results { print(String(format: "%-11@  %10d  %13.4f", r.id, r.rows, r.accuracy)) }
+            for r in results { print(String(format: "%-11@  %10d  %13.4f%@", r.id, r.rows, r.accuracy, r.attack.map { "  (Byzantine: \($0))" } ?? "")) }
             print(String(format: "mean                     %13.4f", meanAccuracy))
+            if byzantine > 0 { print(String(format: "honest mean              %13.4f", honestAccuracy)) }
             print(String(format: "centralised (%@, same test split): %.4f", model, central.metrics.accuracy))
             print(String(format: "%.3f s per round, %@ moved, ledgers %@", secondsPerRound, kilobytesText(bytes), verified ? "verified (all intact and agreeing)" : "NOT verified"))
             print("files: \(root)")

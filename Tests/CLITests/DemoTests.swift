@@ -57,6 +57,30 @@ struct DemoTests {
         #expect(verify.status == 0 && verify.stdout.contains("3 chains"), "\(verify.stdout)")
     }
 
+    /// One sign-flipping member of four: the demo raises beta so the trimmed mean
+    /// absorbs it, marks it in the summary, and reports the honest members apart;
+    /// the plain mean, given the same attacker, is wrecked (so the attack is real).
+    @Test func aByzantineMemberIsMarkedAndAbsorbed() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func run(_ rule: String) throws -> [String: Any] {
+            let root = dir.appendingPathComponent(rule).path
+            let r = try flpeer("demo", "--peers", "4", "--rounds", "4", "--byzantine", "1", "--attack", "sign-flip", "--rule", rule, "--dir", root, "--json")
+            #expect(r.status == 0, "\(r.stderr)")
+            return try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)")
+        }
+        let robust = try run("trimmed-mean")
+        let peers = try #require(robust["peers"] as? [[String: Any]])
+        #expect(peers.map { $0["byzantine"] as? Bool } == [false, false, false, true])
+        #expect(peers.last?["attack"] as? String == "sign-flip")
+        #expect(robust["beta"] as? Double == 0.25)
+        #expect(try String(contentsOfFile: dir.appendingPathComponent("trimmed-mean/network.yaml").path, encoding: .utf8).contains("max_byzantine: 1"))
+        #expect(robust["ledger_verified"] as? Bool == true)
+        let absorbed = try #require(robust["honest_mean_accuracy"] as? Double)
+        let wrecked = try #require(try run("mean")["honest_mean_accuracy"] as? Double)
+        #expect(absorbed > 0.8 && wrecked < 0.5, "trimmed mean \(absorbed), plain mean \(wrecked)")
+    }
+
     /// A peer whose members never come stops on SIGTERM with a sentence, and its ledger is intact.
     @Test func joinStopsCleanlyOnSIGTERM() throws {
         let dir = try temporaryDirectory()

@@ -96,6 +96,11 @@ struct ConfigTests {
         ("alice.yaml", "  train: train.csv", "  train: missing.csv", "alice.yaml", "data.train", "does not exist"),
         ("alice.yaml", "state_dir: state/alice", "state_dir: [1, 2]", "alice.yaml", "state_dir", "non-empty text"),
         ("alice.yaml", "network: network.yaml", "network: {", "alice.yaml", "", "not valid YAML"),
+        ("network.yaml", "rule: median", "rule: median\n  max_byzantine: 1", "network.yaml", "plan.max_byzantine", "needs a majority of honest inputs"),
+        ("network.yaml", "rule: median", "rule: trimmed-mean\n  max_byzantine: 1", "network.yaml", "plan.max_byzantine", "raise plan.beta"),
+        ("network.yaml", "rule: median", "rule: mean\n  max_byzantine: 1", "network.yaml", "plan.max_byzantine", "absorbs no Byzantine member"),
+        ("alice.yaml", "state_dir: state/alice", "state_dir: state/alice\nattack:\n  kind: bribery", "alice.yaml", "attack.kind", "sign-flip"),
+        ("alice.yaml", "state_dir: state/alice", "state_dir: state/alice\nattack:\n  kind: gaussian\n  sigma: -1", "alice.yaml", "attack.sigma", "positive"),
     ])
     func mistakes(file: String, old: String, new: String, named: String, key: String, phrase: String) throws {
         let f = try ConfigFixture()
@@ -107,6 +112,16 @@ struct ConfigTests {
         #expect(sentence.contains(phrase), "\(sentence)")
         #expect(sentence.hasSuffix(".") && !sentence.dropLast().contains("\n"))
         if !key.isEmpty { #expect(sentence.contains("key '\(key)'")) }
+    }
+
+    @Test func anAttackSectionIsParsedForEvaluation() throws {
+        let f = try ConfigFixture()
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        #expect(try PeerConfig.load("\(f.dir)/alice.yaml").attack == nil)
+        try f.write("alice.yaml", ConfigFixture.peer + "\nattack:\n  kind: sign-flip\n  scale: 8\n")
+        #expect(try PeerConfig.load("\(f.dir)/alice.yaml").attack == .signFlip(scale: 8))
+        try f.write("alice.yaml", ConfigFixture.peer + "\nattack:\n  kind: alie\n")
+        #expect(try PeerConfig.load("\(f.dir)/alice.yaml").attack == .alie(z: nil))
     }
 
     @Test func aCertificateFromAnotherCAIsRefused() throws {
