@@ -83,9 +83,12 @@ public final class LedgerStore: Sendable {
         try append(author: author, key: key, time: time, [(kind, round, { _ in body })])[0]
     }
 
-    /// One entry to append: its kind, round, and its body built from the
+    /// The heads of all chains, read on demand inside an append's transaction.
+    public typealias HeadsReader = () throws -> [String: (seq: UInt64, hash: [UInt8])]
+
+    /// One entry to append: its kind, round, and its body, which may read the
     /// heads of all chains as they are just before it is appended.
-    public typealias PendingEntry = (kind: EntryKind, round: UInt64, body: ([String: (seq: UInt64, hash: [UInt8])]) throws -> [UInt8])
+    public typealias PendingEntry = (kind: EntryKind, round: UInt64, body: (HeadsReader) throws -> [UInt8])
 
     /// Appends several entries to `author`'s chain in one durable transaction
     /// (one disk sync): all or none are stored.
@@ -101,15 +104,15 @@ public final class LedgerStore: Sendable {
             }
             var out: [LedgerEntry] = []
             for p in pending {
-                let heads = try LedgerSchema.heads(db)
-                let head = heads[author]
+                let last = try Row.fetchOne(db.cachedStatement(sql: "SELECT seq, hash FROM entries WHERE author = ? ORDER BY seq DESC LIMIT 1"), arguments: [author])
+                let head = last.map { (seq: UInt64($0["seq"] as Int64), hash: [UInt8]($0["hash"] as Data)) }
                 let seq = head.map { $0.seq + 1 } ?? 0
                 guard (seq == 0) == (p.kind == .genesis) else {
                     throw LedgerError(seq == 0 ? "the first entry of a chain must be its genesis" : "chain '\(author)' already has a genesis")
                 }
                 let header = EntryHeader(consortium: consortium, author: author, seq: seq, prev: head?.hash ?? LedgerEntry.zeroHash, round: p.round, kind: p.kind,
                                          timeMillis: Int64((time.timeIntervalSince1970 * 1000).rounded()), bodyLength: 0)
-                let entry = try LedgerEntry.make(header: header, body: try p.body(heads), key: key)
+                let entry = try LedgerEntry.make(header: header, body: try p.body({ try LedgerSchema.heads(db) }), key: key)
                 try LedgerSchema.insert(entry, into: db)
                 out.append(entry)
             }

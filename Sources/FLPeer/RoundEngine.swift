@@ -263,7 +263,7 @@ public struct RoundEngine: Sendable {
                 let modelBytes = Safetensors.encode(model.parameterSet, metadata: metadata.merging(["round": "\(r)"]) { $1 })
                 try store.append(author: config.id, key: key, [
                     (.aggregate, UInt64(r), { _ in aggregate }),
-                    (.checkpoint, UInt64(r), { heads in EntryBody.checkpoint(heads: heads.map { (author: $0.key, seq: $0.value.seq, hash: $0.value.hash) }) }),
+                    (.checkpoint, UInt64(r), { heads in EntryBody.checkpoint(heads: try heads().map { (author: $0.key, seq: $0.value.seq, hash: $0.value.hash) }) }),
                 ], state: ["model": modelBytes])
                 await node.ledgerChanged()
                 if r == plan.rounds { try Data(modelBytes).write(to: URL(fileURLWithPath: modelPath), options: .atomic) }
