@@ -220,7 +220,17 @@ public struct RoundEngine: Sendable {
             let clock = ContinuousClock()
             let modelPath = "\(config.stateDirectory)/model.safetensors"
             let metadata = ["model": spec.kind.rawValue, "hidden": spec.hidden.map(String.init).joined(separator: ","), "classes": classes.joined(separator: ",")]
-            for r in 1...plan.rounds {
+            // A restarted peer resumes after the last round it recorded: its
+            // aggregate entry and the model it names were committed together.
+            let resumeAfter = try resumePoint(spec: spec)
+            if let (round, saved) = resumeAfter {
+                model = saved
+                engine.progress("resuming after round \(round) (model and ledger from \(config.stateDirectory))")
+                logger.notice("resuming", metadata: ["after-round": "\(round)"])
+            }
+            let firstRound = (resumeAfter?.0 ?? 0) + 1
+            if firstRound > plan.rounds { try Data(Safetensors.encode(model.parameterSet, metadata: metadata)).write(to: URL(fileURLWithPath: modelPath), options: .atomic) }
+            for r in firstRound..<(plan.rounds + 1) {
                 try Task.checkCancellation()
                 let start = clock.now
                 let (in0, out0) = (node.traffic.bytesIn, node.traffic.bytesOut)
@@ -241,12 +251,14 @@ public struct RoundEngine: Sendable {
                     return net.parameters
                 }
                 let collected = clock.now
-                // This peer's own update first: the centre of self-centred clipping.
+                // Inputs in author order at every peer, so that peers holding the
+                // same updates compute bit-identical aggregates (float sums depend
+                // on order); this peer's own update is the centre of clipping.
                 let me = config.id
-                let ordered = updates.filter { $0.0.author == me } + updates.filter { $0.0.author != me }
+                let ordered = updates  // collect returns them sorted by author
                 if attack != nil {
                     let base = model.parameters
-                    observed = ordered.dropFirst().map { zip($0.1, base).map { $0 - $1 } }
+                    observed = ordered.filter { $0.0.author != me }.map { zip($0.1, base).map { $0 - $1 } }
                 }
                 let stats = try Aggregator.aggregate(ordered.map(\.1), rule: rule, center: local.parameters, into: &output)
                 model.parameters = output
@@ -291,6 +303,20 @@ public struct RoundEngine: Sendable {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(summary).write(to: URL(fileURLWithPath: "\(config.stateDirectory)/summary.json"), options: .atomic)
             return summary
+        }
+
+        /// The last round this peer recorded (its latest aggregate entry) and
+        /// the model saved with it, if the state directory holds one.
+        func resumePoint(spec: ModelSpec) throws -> (Int, Network)? {
+            guard let last = try store.entries(author: config.id).last(where: { $0.header.kind == .aggregate }),
+                  let body = EntryBody.decode(last.body), let resultHash = body["result_hash"] as? String,
+                  let bytes = try store.localState("model") else { return nil }
+            guard let (params, _) = try? Safetensors.decode(bytes), params.sha256Hex() == resultHash,
+                  let net = try? Network(spec: spec, parameters: params)
+            else {
+                throw RoundError("\(store.path) records round \(last.header.round) but the saved model does not match its aggregate; start from an empty state directory")
+            }
+            return (Int(last.header.round), net)
         }
 
         var rule: AggregationRule {

@@ -81,6 +81,61 @@ struct DemoTests {
         #expect(absorbed > 0.8 && wrecked < 0.5, "trimmed mean \(absorbed), plain mean \(wrecked)")
     }
 
+    /// Three `flpeer join` processes; one is SIGKILLed after round 4 and
+    /// restarted with its state directory: it resumes, catches up, and every
+    /// member finishes the plan with the same final model and verified ledgers.
+    @Test func aKilledPeerResumesFromItsStateDirectory() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let root = dir.appendingPathComponent("demo").path
+        let setup = try flpeer("demo", "--peers", "3", "--rounds", "1", "--dir", root, "--json")
+        #expect(setup.status == 0, "\(setup.stderr)")
+        let network = try String(contentsOfFile: "\(root)/network.yaml", encoding: .utf8)
+        try network.replacingOccurrences(of: "rounds: 1\n", with: "rounds: 12\n").write(toFile: "\(root)/network.yaml", atomically: true, encoding: .utf8)
+        let ids = ["inst01", "inst02", "inst03"]
+        for id in ids {
+            let peer = try String(contentsOfFile: "\(root)/\(id).yaml", encoding: .utf8)
+            try peer.replacingOccurrences(of: "state_dir: state/\(id)", with: "state_dir: again/\(id)").write(toFile: "\(root)/\(id).yaml", atomically: true, encoding: .utf8)
+        }
+        func start(_ id: String, _ log: String) throws -> Process {
+            let p = Process()
+            p.executableURL = productsDirectory.appendingPathComponent("flpeer")
+            p.arguments = ["join", "--config", "\(root)/\(id).yaml"]
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            p.standardOutput = FileHandle(forWritingAtPath: log)
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        var processes = try ids.map { try start($0, "\(root)/\($0).first.out") }
+        defer { for p in processes where p.isRunning { p.terminate() } }
+        let deadline = Date().addingTimeInterval(120)
+        func output(_ name: String) -> String { (try? String(contentsOfFile: "\(root)/\(name)", encoding: .utf8)) ?? "" }
+        while !output("inst02.first.out").contains("round   4"), Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        kill(processes[1].processIdentifier, SIGKILL)
+        processes[1].waitUntilExit()
+        #expect(processes[1].terminationReason == .uncaughtSignal)
+        processes[1] = try start("inst02", "\(root)/inst02.second.out")
+        while processes.contains(where: \.isRunning), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(processes.allSatisfy { !$0.isRunning && $0.terminationStatus == 0 }, "\(processes.map(\.terminationStatus))")
+        let second = output("inst02.second.out")
+        #expect(second.contains("resuming after round"), "\(second)")
+        #expect(second.contains("round  12"), "\(second)")
+        let ledgers = ids.map { "\(root)/again/\($0)/ledger.sqlite" }
+        for l in ledgers {
+            let (swift, python) = try bothVerifiers(l, ca: "\(root)/pki/ca/ca.pem", against: ledgers.filter { $0 != l })
+            #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
+        }
+        // Every member's round-12 aggregate names the same result.
+        let export = try ledgerTool("export", ledgers[0], "--jsonl")
+        let results = Set(export.stdout.split(separator: "\n").compactMap { line -> String? in
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], o["kind"] as? String == "aggregate",
+                  (o["round"] as? NSNumber)?.intValue == 12, let body = o["body"] as? [String: Any] else { return nil }
+            return body["result_hash"] as? String
+        })
+        #expect(results.count == 1, "\(results)")
+    }
+
     /// A peer whose members never come stops on SIGTERM with a sentence, and its ledger is intact.
     @Test func joinStopsCleanlyOnSIGTERM() throws {
         let dir = try temporaryDirectory()
