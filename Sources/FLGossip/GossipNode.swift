@@ -141,6 +141,15 @@ public actor GossipNode {
     /// Members with an established connection.
     public func connectedPeers() -> [String] { connections.keys.sorted() }
 
+    /// Members this node can reach now: its connections and theirs (as their
+    /// last `neighbours` messages said), one relay away at most, and itself.
+    public func reachableMembers() -> Set<String> {
+        var out = Set(connections.keys)
+        for c in connections.keys { out.formUnion(peerNeighbours[c] ?? []) }
+        out.insert(config.institution)
+        return out
+    }
+
     /// Stops emitting events.
     public func finishEvents() { eventSink.finish() }
 

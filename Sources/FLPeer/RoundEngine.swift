@@ -373,6 +373,7 @@ public struct RoundEngine: Sendable {
             var accepted: [String: (Accepted, T)] = [:]
             var refused = Set<String>()
             var waitingBlob = Set<String>()
+            var warnedUnreachable = false
             var flagged = Set<String>(), flaggedAt = clock.now - .seconds(1)
             var warned = false
             while true {
@@ -401,8 +402,21 @@ public struct RoundEngine: Sendable {
                     accepted[author] = (Accepted(author: author, updateHash: hash, bytes: bytes), value)
                     logger.debug("update accepted", metadata: ["author": "\(author)", "round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
                 }
-                let expected = members.filter { !flagged.contains($0) }.count
-                if accepted.count >= expected { break }
+                let expected = members.filter { !flagged.contains($0) }
+                if accepted.count >= expected.count { break }
+                // From round 1 on, members nobody here can reach (gone, or cut off)
+                // are not waited for once the quorum is in.
+                if round > 0 && accepted.count >= plan.quorum {
+                    let reachable = await node.reachableMembers()
+                    let waitingFor = expected.filter { accepted[$0] == nil }
+                    if waitingFor.allSatisfy({ !reachable.contains($0) }) {
+                        if !warnedUnreachable {
+                            warnedUnreachable = true
+                            logger.warning("closing the round without unreachable members", metadata: ["round": "\(round)", "missing": "\(waitingFor.joined(separator: ","))"])
+                        }
+                        break
+                    }
+                }
                 let now = clock.now
                 if now >= deadline && accepted.count >= plan.quorum { break }
                 if now >= deadline && !warned {
@@ -424,7 +438,8 @@ public struct RoundEngine: Sendable {
             let deadline = clock.now + .seconds(plan.roundDeadlineSeconds)
             while clock.now < deadline {
                 let done = Set(try store.entries(kind: .checkpoint, round: round).map(\.header.author))
-                if members.allSatisfy(done.contains) { break }
+                let reachable = await node.reachableMembers()
+                if members.filter(reachable.contains).allSatisfy(done.contains) { break }
                 try await Task.sleep(for: .milliseconds(5))
             }
             // Give the slowest member a moment to pull this peer's last entries.

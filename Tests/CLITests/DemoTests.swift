@@ -136,6 +136,50 @@ struct DemoTests {
         #expect(results.count == 1, "\(results)")
     }
 
+    /// A member that leaves for good: with a quorum of 2 of 3, the other two
+    /// close each later round as soon as both are in (they do not wait out the
+    /// deadline for a member nobody reaches) and finish the plan.
+    @Test func theRestFinishWhenAMemberLeavesForGood() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let root = dir.appendingPathComponent("demo").path
+        let setup = try flpeer("demo", "--peers", "3", "--rounds", "1", "--dir", root, "--json")
+        #expect(setup.status == 0, "\(setup.stderr)")
+        let network = try String(contentsOfFile: "\(root)/network.yaml", encoding: .utf8)
+        try network.replacingOccurrences(of: "rounds: 1\n", with: "rounds: 10\n").replacingOccurrences(of: "quorum: 3", with: "quorum: 2")
+            .write(toFile: "\(root)/network.yaml", atomically: true, encoding: .utf8)
+        let ids = ["inst01", "inst02", "inst03"]
+        for id in ids {
+            let peer = try String(contentsOfFile: "\(root)/\(id).yaml", encoding: .utf8)
+            try peer.replacingOccurrences(of: "state_dir: state/\(id)", with: "state_dir: again/\(id)").write(toFile: "\(root)/\(id).yaml", atomically: true, encoding: .utf8)
+        }
+        let processes = try ids.map { id -> Process in
+            let p = Process()
+            p.executableURL = productsDirectory.appendingPathComponent("flpeer")
+            p.arguments = ["join", "--config", "\(root)/\(id).yaml"]
+            _ = FileManager.default.createFile(atPath: "\(root)/\(id).out", contents: nil)
+            p.standardOutput = FileHandle(forWritingAtPath: "\(root)/\(id).out")
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        defer { for p in processes where p.isRunning { p.terminate() } }
+        func output(_ id: String) -> String { (try? String(contentsOfFile: "\(root)/\(id).out", encoding: .utf8)) ?? "" }
+        let started = Date()
+        while !output("inst03").contains("round   3"), Date().timeIntervalSince(started) < 60 { Thread.sleep(forTimeInterval: 0.02) }
+        kill(processes[2].processIdentifier, SIGKILL)
+        while processes[0].isRunning || processes[1].isRunning, Date().timeIntervalSince(started) < 100 { Thread.sleep(forTimeInterval: 0.05) }
+        // Ten rounds with a 30 s deadline would take minutes if the leaver were waited for.
+        #expect(Date().timeIntervalSince(started) < 60)
+        for (i, id) in ["inst01", "inst02"].enumerated() {
+            #expect(!processes[i].isRunning && processes[i].terminationStatus == 0, "\(id)")
+            #expect(output(id).contains("round  10") && output(id).contains("heard 2/3"), "\(output(id))")
+        }
+        let ledgers = ["inst01", "inst02"].map { "\(root)/again/\($0)/ledger.sqlite" }
+        let (swift, python) = try bothVerifiers(ledgers[0], ca: "\(root)/pki/ca/ca.pem", against: [ledgers[1]])
+        #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
+    }
+
     /// A peer whose members never come stops on SIGTERM with a sentence, and its ledger is intact.
     @Test func joinStopsCleanlyOnSIGTERM() throws {
         let dir = try temporaryDirectory()
