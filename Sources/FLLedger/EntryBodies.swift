@@ -36,11 +36,27 @@ public enum EntryBody {
         }
     }
 
-    public static func aggregate(round: UInt64, included: [Included], rule: String, parameters: [String: Double], resultHash: String, scores: [String: Double]) -> [UInt8] {
-        encode([
+    /// An update that arrived after its round had closed here.
+    public struct Late: Sendable, Equatable {
+        public let author: String
+        public let round: UInt64
+        public let updateHash: String
+        public init(author: String, round: UInt64, updateHash: String) {
+            self.author = author
+            self.round = round
+            self.updateHash = updateHash
+        }
+    }
+
+    /// `late` (optional): updates of earlier rounds that arrived after those rounds closed at this peer.
+    public static func aggregate(round: UInt64, included: [Included], rule: String, parameters: [String: Double], resultHash: String,
+                                 scores: [String: Double], late: [Late] = []) -> [UInt8] {
+        var o: [String: Any] = [
             "round": round, "rule": rule, "parameters": parameters, "result_hash": resultHash, "scores": scores,
             "included": included.map { ["author": $0.author, "update_hash": $0.updateHash, "trimmed": $0.trimmed] },
-        ])
+        ]
+        if !late.isEmpty { o["late"] = late.map { ["author": $0.author, "round": $0.round, "update_hash": $0.updateHash] } }
+        return encode(o)
     }
 
     public static func checkpoint(heads: [(author: String, seq: UInt64, hash: [UInt8])]) -> [UInt8] {

@@ -24,11 +24,19 @@ public struct PeerConfig: Sendable {
     public let attack: Attack?
     /// Members this peer links to directly (its neighbours, or all others).
     public let neighbourCount: Int
+    /// Injected faults, for fault-tolerance tests only (`faults:`).
+    public let faults: Faults
+
+    /// Fault injection: rounds in which this peer is slow, and by how much.
+    public struct Faults: Sendable, Equatable {
+        public var slowRounds: Set<Int> = []
+        public var slowSeconds: Double = 0
+    }
 
     /// Loads the peer file and the network file it names, and checks that they agree.
     public static func load(_ file: String) throws(ConfigError) -> PeerConfig {
         let y = try YAMLReader.load(file)
-        try y.onlyKeys(["network", "id", "key", "certificate", "listen", "data", "state_dir", "neighbours", "attack"])
+        try y.onlyKeys(["network", "id", "key", "certificate", "listen", "data", "state_dir", "neighbours", "attack", "faults"])
         let networkFile = try y.existingFile("network", example: "network.yaml")
         let network = try NetworkConfig.load(networkFile)
         let id = try y.string("id", example: "alice")
@@ -60,10 +68,19 @@ public struct PeerConfig: Sendable {
             neighbourCount = Set(ids).count
         }
         let attack = try parseAttack(y)
+        var faults = Faults()
+        if let f = try y.mapping("faults") {
+            try f.onlyKeys(["slow_rounds", "slow_seconds"])
+            faults.slowSeconds = try f.double("slow_seconds", default: 0, valid: { $0 >= 0 && $0 <= 3600 }, expectation: "seconds from 0 to 3600")
+            for (item, node) in try f.sequence("slow_rounds") ?? [] {
+                guard let r = node.int, r >= 1 else { throw item.error(item.path, "is not a round number", "list rounds from 1, e.g. 'slow_rounds: [2, 3]'", at: node) }
+                faults.slowRounds.insert(r)
+            }
+        }
         try checkRobustness(network, inputs: neighbourCount + 1)
         let config = PeerConfig(file: file, network: network, id: id, keyFile: key, certificateFile: cert, listenHost: host, listenPort: port,
                                 trainData: train, validationData: validation, stateDirectory: state, dial: dial,
-                                attack: attack, neighbourCount: neighbourCount)
+                                attack: attack, neighbourCount: neighbourCount, faults: faults)
         _ = try config.tls()
         return config
     }

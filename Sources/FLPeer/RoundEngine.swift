@@ -212,6 +212,8 @@ public struct RoundEngine: Sendable {
             }
             var rng = SeededGenerator(seed: Self.seed(plan.seed, config.id, 0), stream: "attack")
             var observed: [[Float]] = []  // other members' deltas in the last round, for ALIE and IPM
+            var included: [UInt64: Set<String>] = [:]  // who went into each round's aggregate here
+            var recordedLate = Set<String>()
 
             let spec = ModelSpec(kind: plan.model, inputs: train.featureCount, classes: classes.count, hidden: plan.model == .mlp ? plan.hidden : [])
             var model = Network(spec: spec, seed: UInt64(plan.seed))
@@ -237,6 +239,10 @@ public struct RoundEngine: Sendable {
                 let baseHash = model.parameterSet.sha256Hex()
                 var local = model
                 let summary = Trainer.train(&local, on: trainStd, config: plan.trainingConfig(seed: Self.seed(plan.seed, config.id, r)))
+                if config.faults.slowRounds.contains(r) {
+                    logger.warning("injected fault: slow round", metadata: ["round": "\(r)", "seconds": "\(config.faults.slowSeconds)"])
+                    try await Task.sleep(for: .seconds(config.faults.slowSeconds))
+                }
                 if let attack {
                     local.parameters = attack.update(local: local.parameters, base: model.parameters, observed: observed, members: members.count,
                                                      attackers: max(1, plan.maxByzantine), rng: &rng)
@@ -267,9 +273,20 @@ public struct RoundEngine: Sendable {
                 if case .trimmedMean(let beta) = rule { parameters["beta"] = beta }
                 if let tau = stats.tau { parameters["tau"] = tau }
                 // The aggregate and the checkpoint of all heads (including that aggregate) in one transaction.
+                // Updates of rounds already closed here that arrived since: recorded as late, never mixed in.
+                included[UInt64(r)] = Set(ordered.map(\.0.author))
+                var late: [EntryBody.Late] = []
+                for (closed, authors) in included where closed < UInt64(r) && closed + 5 >= UInt64(r) {
+                    for e in try store.entries(kind: .update, round: closed) where !authors.contains(e.header.author) && !recordedLate.contains("\(e.header.author)#\(closed)") {
+                        recordedLate.insert("\(e.header.author)#\(closed)")
+                        let hash = EntryBody.decode(e.body)?["update_hash"] as? String ?? ""
+                        late.append(.init(author: e.header.author, round: closed, updateHash: hash))
+                        logger.notice("late update recorded", metadata: ["author": "\(e.header.author)", "round": "\(closed)"])
+                    }
+                }
                 let aggregate = EntryBody.aggregate(
                     round: UInt64(r), included: ordered.enumerated().map { .init(author: $1.0.author, updateHash: $1.0.updateHash, trimmed: stats.trimmed[$0]) },
-                    rule: plan.rule, parameters: parameters, resultHash: resultHash, scores: [:])
+                    rule: plan.rule, parameters: parameters, resultHash: resultHash, scores: [:], late: late.sorted { ($0.round, $0.author) < ($1.round, $1.author) })
                 // The model is kept in the ledger file's local state in the same
                 // transaction (no file per round); model.safetensors is written at the end.
                 let modelBytes = Safetensors.encode(model.parameterSet, metadata: metadata.merging(["round": "\(r)"]) { $1 })
@@ -368,8 +385,10 @@ public struct RoundEngine: Sendable {
         /// every member answered, or the deadline passed with the quorum.
         func collect<T>(round: UInt64, check: ([UInt8], String) -> T?) async throws -> [(Accepted, T)] {
             let clock = ContinuousClock()
-            let deadline = clock.now + .seconds(plan.roundDeadlineSeconds)
-            let giveUp = clock.now + .seconds(plan.roundDeadlineSeconds * 10)
+            // Round 0 fixes the standardisation for the whole run: give late starters at least 10 s.
+            let wait = round == 0 ? max(plan.roundDeadlineSeconds, 10) : plan.roundDeadlineSeconds
+            let deadline = clock.now + .seconds(wait)
+            let giveUp = clock.now + .seconds(wait * 10)
             var accepted: [String: (Accepted, T)] = [:]
             var refused = Set<String>()
             var waitingBlob = Set<String>()
@@ -424,7 +443,7 @@ public struct RoundEngine: Sendable {
                     logger.warning("round deadline passed without the quorum", metadata: ["round": "\(round)", "heard": "\(accepted.count)", "quorum": "\(plan.quorum)"])
                 }
                 if now >= giveUp {
-                    throw RoundError("round \(round): heard \(accepted.count) of \(members.count) members (\(accepted.keys.sorted().joined(separator: ", "))) in \(Int(plan.roundDeadlineSeconds * 10)) s; the plan's quorum is \(plan.quorum)")
+                    throw RoundError("round \(round): heard \(accepted.count) of \(members.count) members (\(accepted.keys.sorted().joined(separator: ", "))) in \(Int(wait * 10)) s; the plan's quorum is \(plan.quorum)")
                 }
                 await changes.wait(after: seen)
             }

@@ -180,6 +180,61 @@ struct DemoTests {
         #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
     }
 
+    /// inst03 is slower than the 1 s round deadline in rounds 2 and 3: the
+    /// others close those rounds without it (quorum 2 of 3), record its updates
+    /// as late in their next aggregate entries, and include it again once it
+    /// has caught up (it skips waiting: the others' updates are already there).
+    @Test func aSlowMemberIsRecordedLateThenIncludedAgain() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let root = dir.appendingPathComponent("demo").path
+        let setup = try flpeer("demo", "--peers", "3", "--rounds", "1", "--dir", root, "--json")
+        #expect(setup.status == 0, "\(setup.stderr)")
+        let network = try String(contentsOfFile: "\(root)/network.yaml", encoding: .utf8)
+        try network.replacingOccurrences(of: "rounds: 1\n", with: "rounds: 8\n").replacingOccurrences(of: "quorum: 3", with: "quorum: 2")
+            .replacingOccurrences(of: "round_deadline_seconds: 30", with: "round_deadline_seconds: 1")
+            .write(toFile: "\(root)/network.yaml", atomically: true, encoding: .utf8)
+        let ids = ["inst01", "inst02", "inst03"]
+        for id in ids {
+            var peer = try String(contentsOfFile: "\(root)/\(id).yaml", encoding: .utf8)
+                .replacingOccurrences(of: "state_dir: state/\(id)", with: "state_dir: again/\(id)")
+            if id == "inst03" { peer += "faults:\n  slow_rounds: [2, 3]\n  slow_seconds: 2.5\n" }
+            try peer.write(toFile: "\(root)/\(id).yaml", atomically: true, encoding: .utf8)
+        }
+        let processes = try ids.map { id -> Process in
+            let p = Process()
+            p.executableURL = productsDirectory.appendingPathComponent("flpeer")
+            p.arguments = ["join", "--config", "\(root)/\(id).yaml"]
+            _ = FileManager.default.createFile(atPath: "\(root)/\(id).out", contents: nil)
+            p.standardOutput = FileHandle(forWritingAtPath: "\(root)/\(id).out")
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        defer { for p in processes where p.isRunning { p.terminate() } }
+        let started = Date()
+        while processes.contains(where: \.isRunning), Date().timeIntervalSince(started) < 90 { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(processes.allSatisfy { !$0.isRunning && $0.terminationStatus == 0 }, "\(processes.map(\.terminationStatus))")
+        let out = (try? String(contentsOfFile: "\(root)/inst01.out", encoding: .utf8)) ?? ""
+        let lines = out.split(separator: "\n").filter { $0.hasPrefix("round ") }
+        #expect(lines.count == 8, "\(out)")
+        #expect(lines.count == 8 && lines[1].contains("heard 2/3") && lines[2].contains("heard 2/3"), "rounds 2 and 3 close without inst03: \(out)")
+        #expect(lines.last?.contains("heard 3/3") == true, "inst03 is on time again by round 8: \(out)")
+        // inst01's aggregates record inst03's round-2 and round-3 updates as late.
+        let export = try ledgerTool("export", "\(root)/again/inst01/ledger.sqlite", "--jsonl")
+        var late: [String] = []
+        for line in export.stdout.split(separator: "\n") {
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], o["author"] as? String == "inst01",
+                  let body = o["body"] as? [String: Any], let items = body["late"] as? [[String: Any]] else { continue }
+            late += items.map { "\($0["author"] ?? "?")@\(($0["round"] as? NSNumber)?.intValue ?? -1)" }
+        }
+        // Late in its slow rounds, and possibly a round or two more while it catches up; each recorded once.
+        #expect(Set(late).isSuperset(of: ["inst03@2", "inst03@3"]) && late.allSatisfy { $0.hasPrefix("inst03@") } && Set(late).count == late.count, "\(late)")
+        let ledgers = ids.map { "\(root)/again/\($0)/ledger.sqlite" }
+        let (swift, python) = try bothVerifiers(ledgers[0], ca: "\(root)/pki/ca/ca.pem", against: Array(ledgers.dropFirst()))
+        #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
+    }
+
     /// A peer whose members never come stops on SIGTERM with a sentence, and its ledger is intact.
     @Test func joinStopsCleanlyOnSIGTERM() throws {
         let dir = try temporaryDirectory()
