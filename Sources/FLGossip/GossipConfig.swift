@@ -67,6 +67,8 @@ public enum GossipEvent: Sendable, Equatable {
     case blobReceived(Announce, from: String)
     /// A duplicate announcement or chunk was ignored.
     case duplicate(hash: ContentHash, from: String)
+    /// An announcement for a round before `setMinimumRound` was dropped.
+    case stale(Announce, from: String)
     /// Ledger entries from `from` were merged; `stored` were new.
     case ledgerMerged(from: String, stored: Int)
 }

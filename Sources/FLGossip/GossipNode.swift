@@ -548,8 +548,21 @@ public actor GossipNode {
         }
     }
 
+    /// Announcements of updates and aggregates for rounds before this are
+    /// replays or stragglers: dropped unpulled (the round engine raises it as rounds close).
+    private var minimumRound: UInt64 = 0
+
+    /// Drops announcements of update and aggregate blobs for rounds below `round` from now on.
+    public func setMinimumRound(_ round: UInt64) { minimumRound = max(minimumRound, round) }
+
     private func onAnnounce(_ a: Announce, from c: Connection) {
+        if a.kind != .other && a.round < minimumRound && !store.has(a.hash) {
+            logger.debug("announcement for a closed round dropped", metadata: ["author": "\(a.author)", "round": "\(a.round)", "from": "\(c.institution)"])
+            eventSink.yield(.stale(a, from: c.institution))
+            return
+        }
         if store.has(a.hash) {
+            logger.trace("duplicate announcement dropped", metadata: ["hash": "\(a.hash)", "from": "\(c.institution)"])
             eventSink.yield(.duplicate(hash: a.hash, from: c.institution))
             return
         }

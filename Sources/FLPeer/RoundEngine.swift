@@ -273,6 +273,8 @@ public struct RoundEngine: Sendable {
                 if case .trimmedMean(let beta) = rule { parameters["beta"] = beta }
                 if let tau = stats.tau { parameters["tau"] = tau }
                 // The aggregate and the checkpoint of all heads (including that aggregate) in one transaction.
+                // Blobs of rounds older than the late window are no longer fetched.
+                if r > 5 { await node.setMinimumRound(UInt64(r - 5)) }
                 // Updates of rounds already closed here that arrived since: recorded as late, never mixed in.
                 included[UInt64(r)] = Set(ordered.map(\.0.author))
                 var late: [EntryBody.Late] = []

@@ -189,6 +189,27 @@ struct TransportTests {
         #expect(await waitFor(bob2) { if case .connected("alice", _) = $0 { true } else { false } } != nil)
     }
 
+    /// Announcements for rounds the receiver has closed are dropped unpulled
+    /// (replays and stragglers); current ones are fetched.
+    @Test func announcementsOfClosedRoundsAreDropped() async throws {
+        let consortium = try TestConsortium(members: ["alice", "bob"])
+        defer { try? FileManager.default.removeItem(atPath: consortium.root) }
+        let logs = LogRecorder()
+        let (bob, port, bobTask) = try await start(consortium.config(try consortium.tls("bob")), logs)
+        let (alice, _, aliceTask) = try await start(
+            consortium.config(try consortium.tls("alice"), dial: [PeerAddress(institution: "bob", host: "127.0.0.1", port: port)]), logs)
+        defer { aliceTask.cancel(); bobTask.cancel() }
+        #expect(await waitFor(bob) { if case .connected("alice", true) = $0 { true } else { false } } != nil)
+        await bob.setMinimumRound(5)
+        let old = try await alice.publish(Array("round 2 update".utf8), round: 2, kind: .update)
+        let stale = await waitFor(bob) { if case .stale(let a, "alice") = $0 { a.round == 2 } else { false } }
+        #expect(stale != nil)
+        #expect(!bob.store.has(old.hash))
+        let current = try await alice.publish(Array("round 5 update".utf8), round: 5, kind: .update)
+        let got = await waitFor(bob) { if case .blobReceived(let a, "alice") = $0 { a.hash == current.hash } else { false } }
+        #expect(got != nil)
+    }
+
     @Test func backoffIsCappedExponentialWithJitter() async throws {
         let consortium = try TestConsortium(members: ["alice"])
         defer { try? FileManager.default.removeItem(atPath: consortium.root) }
