@@ -180,7 +180,7 @@ struct DemoTests {
         #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
     }
 
-    /// inst03 is slower than the 1 s round deadline in rounds 2 and 3: the
+    /// inst03 is slower than the 2 s round deadline in rounds 2 and 3: the
     /// others close those rounds without it (quorum 2 of 3), record its updates
     /// as late in their next aggregate entries, and include it again once it
     /// has caught up (it skips waiting: the others' updates are already there).
@@ -192,13 +192,13 @@ struct DemoTests {
         #expect(setup.status == 0, "\(setup.stderr)")
         let network = try String(contentsOfFile: "\(root)/network.yaml", encoding: .utf8)
         try network.replacingOccurrences(of: "rounds: 1\n", with: "rounds: 8\n").replacingOccurrences(of: "quorum: 3", with: "quorum: 2")
-            .replacingOccurrences(of: "round_deadline_seconds: 30", with: "round_deadline_seconds: 1")
+            .replacingOccurrences(of: "round_deadline_seconds: 30", with: "round_deadline_seconds: 2")
             .write(toFile: "\(root)/network.yaml", atomically: true, encoding: .utf8)
         let ids = ["inst01", "inst02", "inst03"]
         for id in ids {
             var peer = try String(contentsOfFile: "\(root)/\(id).yaml", encoding: .utf8)
                 .replacingOccurrences(of: "state_dir: state/\(id)", with: "state_dir: again/\(id)")
-            if id == "inst03" { peer += "faults:\n  slow_rounds: [2, 3]\n  slow_seconds: 2.5\n" }
+            if id == "inst03" { peer += "faults:\n  slow_rounds: [2, 3]\n  slow_seconds: 4.5\n" }
             try peer.write(toFile: "\(root)/\(id).yaml", atomically: true, encoding: .utf8)
         }
         let processes = try ids.map { id -> Process in

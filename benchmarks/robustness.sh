@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The robustness matrix: honest members' mean test accuracy under each attack,
+# for each Byzantine fraction and aggregation rule, beside the same run with
+# every member honest (same members, seeds and beta). Digits, alpha 0.5, 30 rounds.
+# Usage: bash benchmarks/robustness.sh [MODELS ("logreg mlp")] [FRACTIONS ("1/5 2/10 3/10")]
+#                                      [RULES ("mean trimmed-mean median clipping")] [SEEDS ("0 1 2")]
+#                                      [ATTACKS ("sign-flip gaussian label-flip alie ipm free-rider")]
+# Prints Markdown tables (one per model and fraction) on standard output.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+models="${1:-logreg mlp}"
+fractions="${2:-1/5 2/10 3/10}"
+rules="${3:-mean trimmed-mean median clipping}"
+seeds="${4:-0 1 2}"
+attacks="${5:-sign-flip gaussian label-flip alie ipm free-rider}"
+echo "building flpeer (release)…" >&2
+swift build -c release --product flpeer >&2
+flpeer="$root/.build/release/flpeer"
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+
+for model in $models; do
+  for fraction in $fractions; do
+    k="${fraction%/*}"; n="${fraction#*/}"
+    beta=$(python3 -c "import math; print(max(0.2, math.ceil($k / $n * 100) / 100))")
+    for rule in $rules; do
+      for seed in $seeds; do
+        for attack in none $attacks; do
+          name="$model-$k-$n-$rule-$attack-$seed"
+          echo "$name" >&2
+          if [ "$attack" = none ]; then
+            "$flpeer" demo --dir "$out/$name" --json --peers "$n" --rounds 30 --alpha 0.5 --model "$model" --rule "$rule" --beta "$beta" --seed "$seed" 2>/dev/null > "$out/$name.json" || echo '{}' > "$out/$name.json"
+          else
+            "$flpeer" demo --dir "$out/$name" --json --peers "$n" --rounds 30 --alpha 0.5 --model "$model" --rule "$rule" --beta "$beta" --seed "$seed" \
+              --byzantine "$k" --attack "$attack" 2>/dev/null > "$out/$name.json" || echo '{}' > "$out/$name.json"
+          fi
+          rm -rf "$out/$name"
+        done
+      done
+    done
+  done
+done
+
+python3 - "$out" "$models" "$fractions" "$rules" "$seeds" "$attacks" <<'EOF'
+import json, statistics, sys
+out, models, fractions, rules, seeds, attacks = sys.argv[1], *[a.split() for a in sys.argv[2:]]
+def honest(model, k, n, rule, attack):
+    vals = []
+    for s in seeds:
+        try:
+            o = json.load(open(f"{out}/{model}-{k}-{n}-{rule}-{attack}-{s}.json"))
+            vals.append(o["honest_mean_accuracy"])
+        except (KeyError, ValueError, FileNotFoundError):
+            return None
+    return statistics.mean(vals)
+for model in models:
+    for fraction in fractions:
+        k, n = fraction.split("/")
+        print(f"\n### {model}, {k} Byzantine of {n} (mean honest test accuracy over seeds {', '.join(seeds)}; change from no attack in points)\n")
+        print("| attack | " + " | ".join(rules) + " |")
+        print("| --- |" + " --- |" * len(rules))
+        base = {r: honest(model, k, n, r, "none") for r in rules}
+        print("| none | " + " | ".join("failed" if base[r] is None else f"{base[r]:.4f}" for r in rules) + " |")
+        for a in attacks:
+            cells = []
+            for r in rules:
+                v = honest(model, k, n, r, a)
+                cells.append("failed" if v is None or base[r] is None else f"{v:.4f} ({100 * (v - base[r]):+.1f})")
+            print(f"| {a} | " + " | ".join(cells) + " |")
+EOF
