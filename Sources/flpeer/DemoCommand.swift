@@ -73,6 +73,7 @@ struct DemoCommand: AsyncParsableCommand {
         if !["trimmed-mean", "mean", "median", "clipping"].contains(rule) { throw ValidationError("--rule must be trimmed-mean, mean, median or clipping, got '\(rule)'.") }
         if let beta, !(beta >= 0 && beta < 0.5) { throw ValidationError("--beta must be in [0, 0.5), got \(beta).") }
         if !(0..<peers).contains(byzantine) { throw ValidationError("--byzantine must be from 0 to \(peers - 1), got \(byzantine).") }
+        if byzantine > 0 && attackNames.isEmpty { throw ValidationError("--attack must name at least one of: \(Attack.names.joined(separator: ", ")).") }
         for name in attackNames where Attack.named(name) == nil {
             throw ValidationError("--attack '\(name)' is not one of: \(Attack.names.joined(separator: ", ")).")
         }
@@ -82,7 +83,7 @@ struct DemoCommand: AsyncParsableCommand {
         if let learningRate, !(learningRate > 0 && learningRate < 100) { throw ValidationError("--learning-rate must be positive, got \(learningRate).") }
     }
 
-    var attackNames: [String] { attack.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+    var attackNames: [String] { attack.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
 
     /// The attack of each member (nil: honest): the last `byzantine` members, attacks in turn.
     var attacks: [String?] {

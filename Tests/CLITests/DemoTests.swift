@@ -235,6 +235,15 @@ struct DemoTests {
         #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
     }
 
+    @Test func badDemoOptionsAreUsageErrors() throws {
+        for (args, phrase) in [(["--peers", "1"], "--peers must be from 2"), (["--byzantine", "1", "--attack", "bribery"], "is not one of"),
+                               (["--byzantine", "1", "--attack", ","], "must name at least one"), (["--byzantine", "5"], "--byzantine must be from 0 to 4"),
+                               (["--topology", "star"], "--topology must be full or line")] {
+            let r = try runProduct("flpeer", ["demo"] + args)
+            #expect(r.status == 64 && r.stderr.contains(phrase), "\(args): \(r.status) \(r.stderr)")
+        }
+    }
+
     /// A peer whose members never come stops on SIGTERM with a sentence, and its ledger is intact.
     @Test func joinStopsCleanlyOnSIGTERM() throws {
         let dir = try temporaryDirectory()
