@@ -87,43 +87,24 @@ struct DemoTests {
     @Test func aKilledPeerResumesFromItsStateDirectory() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let root = dir.appendingPathComponent("demo").path
-        let setup = try flpeer("demo", "--peers", "3", "--rounds", "1", "--dir", root, "--json")
-        #expect(setup.status == 0, "\(setup.stderr)")
-        let network = try String(contentsOfFile: "\(root)/network.yaml", encoding: .utf8)
-        try network.replacingOccurrences(of: "rounds: 1\n", with: "rounds: 12\n").write(toFile: "\(root)/network.yaml", atomically: true, encoding: .utf8)
-        let ids = ["inst01", "inst02", "inst03"]
-        for id in ids {
-            let peer = try String(contentsOfFile: "\(root)/\(id).yaml", encoding: .utf8)
-            try peer.replacingOccurrences(of: "state_dir: state/\(id)", with: "state_dir: again/\(id)").write(toFile: "\(root)/\(id).yaml", atomically: true, encoding: .utf8)
-        }
-        func start(_ id: String, _ log: String) throws -> Process {
-            let p = Process()
-            p.executableURL = productsDirectory.appendingPathComponent("flpeer")
-            p.arguments = ["join", "--config", "\(root)/\(id).yaml"]
-            _ = FileManager.default.createFile(atPath: log, contents: nil)
-            p.standardOutput = FileHandle(forWritingAtPath: log)
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            return p
-        }
-        var processes = try ids.map { try start($0, "\(root)/\($0).first.out") }
+        let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 12\n")])
+        let ids = JoinCluster.ids
+        var processes = try ids.map { try c.start($0, log: "\($0).first.out") }
         defer { for p in processes where p.isRunning { p.terminate() } }
         let deadline = Date().addingTimeInterval(120)
-        func output(_ name: String) -> String { (try? String(contentsOfFile: "\(root)/\(name)", encoding: .utf8)) ?? "" }
-        while !output("inst02.first.out").contains("round   4"), Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        while !c.output("inst02.first.out").contains("round   4"), Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
         kill(processes[1].processIdentifier, SIGKILL)
         processes[1].waitUntilExit()
         #expect(processes[1].terminationReason == .uncaughtSignal)
-        processes[1] = try start("inst02", "\(root)/inst02.second.out")
+        processes[1] = try c.start("inst02", log: "inst02.second.out")
         while processes.contains(where: \.isRunning), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
         #expect(processes.allSatisfy { !$0.isRunning && $0.terminationStatus == 0 }, "\(processes.map(\.terminationStatus))")
-        let second = output("inst02.second.out")
+        let second = c.output("inst02.second.out")
         #expect(second.contains("resuming after round"), "\(second)")
         #expect(second.contains("round  12"), "\(second)")
-        let ledgers = ids.map { "\(root)/again/\($0)/ledger.sqlite" }
+        let ledgers = ids.map(c.ledger)
         for l in ledgers {
-            let (swift, python) = try bothVerifiers(l, ca: "\(root)/pki/ca/ca.pem", against: ledgers.filter { $0 != l })
+            let (swift, python) = try bothVerifiers(l, ca: c.ca, against: ledgers.filter { $0 != l })
             #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
         }
         // Every member's round-12 aggregate names the same result.
@@ -142,29 +123,10 @@ struct DemoTests {
     @Test func theRestFinishWhenAMemberLeavesForGood() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let root = dir.appendingPathComponent("demo").path
-        let setup = try flpeer("demo", "--peers", "3", "--rounds", "1", "--dir", root, "--json")
-        #expect(setup.status == 0, "\(setup.stderr)")
-        let network = try String(contentsOfFile: "\(root)/network.yaml", encoding: .utf8)
-        try network.replacingOccurrences(of: "rounds: 1\n", with: "rounds: 10\n").replacingOccurrences(of: "quorum: 3", with: "quorum: 2")
-            .write(toFile: "\(root)/network.yaml", atomically: true, encoding: .utf8)
-        let ids = ["inst01", "inst02", "inst03"]
-        for id in ids {
-            let peer = try String(contentsOfFile: "\(root)/\(id).yaml", encoding: .utf8)
-            try peer.replacingOccurrences(of: "state_dir: state/\(id)", with: "state_dir: again/\(id)").write(toFile: "\(root)/\(id).yaml", atomically: true, encoding: .utf8)
-        }
-        let processes = try ids.map { id -> Process in
-            let p = Process()
-            p.executableURL = productsDirectory.appendingPathComponent("flpeer")
-            p.arguments = ["join", "--config", "\(root)/\(id).yaml"]
-            _ = FileManager.default.createFile(atPath: "\(root)/\(id).out", contents: nil)
-            p.standardOutput = FileHandle(forWritingAtPath: "\(root)/\(id).out")
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            return p
-        }
+        let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 10\n"), ("quorum: 3", "quorum: 2")])
+        let processes = try JoinCluster.ids.map { try c.start($0, log: "\($0).out") }
         defer { for p in processes where p.isRunning { p.terminate() } }
-        func output(_ id: String) -> String { (try? String(contentsOfFile: "\(root)/\(id).out", encoding: .utf8)) ?? "" }
+        func output(_ id: String) -> String { c.output("\(id).out") }
         let started = Date()
         while !output("inst03").contains("round   3"), Date().timeIntervalSince(started) < 60 { Thread.sleep(forTimeInterval: 0.02) }
         kill(processes[2].processIdentifier, SIGKILL)
@@ -175,8 +137,8 @@ struct DemoTests {
             #expect(!processes[i].isRunning && processes[i].terminationStatus == 0, "\(id)")
             #expect(output(id).contains("round  10") && output(id).contains("heard 2/3"), "\(output(id))")
         }
-        let ledgers = ["inst01", "inst02"].map { "\(root)/again/\($0)/ledger.sqlite" }
-        let (swift, python) = try bothVerifiers(ledgers[0], ca: "\(root)/pki/ca/ca.pem", against: [ledgers[1]])
+        let ledgers = ["inst01", "inst02"].map(c.ledger)
+        let (swift, python) = try bothVerifiers(ledgers[0], ca: c.ca, against: [ledgers[1]])
         #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
     }
 
@@ -187,41 +149,22 @@ struct DemoTests {
     @Test func aSlowMemberIsRecordedLateThenIncludedAgain() throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let root = dir.appendingPathComponent("demo").path
-        let setup = try flpeer("demo", "--peers", "3", "--rounds", "1", "--dir", root, "--json")
-        #expect(setup.status == 0, "\(setup.stderr)")
-        let network = try String(contentsOfFile: "\(root)/network.yaml", encoding: .utf8)
-        try network.replacingOccurrences(of: "rounds: 1\n", with: "rounds: 8\n").replacingOccurrences(of: "quorum: 3", with: "quorum: 2")
-            .replacingOccurrences(of: "round_deadline_seconds: 30", with: "round_deadline_seconds: 2")
-            .write(toFile: "\(root)/network.yaml", atomically: true, encoding: .utf8)
-        let ids = ["inst01", "inst02", "inst03"]
-        for id in ids {
-            var peer = try String(contentsOfFile: "\(root)/\(id).yaml", encoding: .utf8)
-                .replacingOccurrences(of: "state_dir: state/\(id)", with: "state_dir: again/\(id)")
-            if id == "inst03" { peer += "faults:\n  slow_rounds: [2, 3]\n  slow_seconds: 4.5\n" }
-            try peer.write(toFile: "\(root)/\(id).yaml", atomically: true, encoding: .utf8)
-        }
-        let processes = try ids.map { id -> Process in
-            let p = Process()
-            p.executableURL = productsDirectory.appendingPathComponent("flpeer")
-            p.arguments = ["join", "--config", "\(root)/\(id).yaml"]
-            _ = FileManager.default.createFile(atPath: "\(root)/\(id).out", contents: nil)
-            p.standardOutput = FileHandle(forWritingAtPath: "\(root)/\(id).out")
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            return p
-        }
+        let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 8\n"), ("quorum: 3", "quorum: 2"),
+                                                ("round_deadline_seconds: 30", "round_deadline_seconds: 2")],
+                                extra: ["inst03": "faults:\n  slow_rounds: [2, 3]\n  slow_seconds: 4.5\n"])
+        let ids = JoinCluster.ids
+        let processes = try ids.map { try c.start($0, log: "\($0).out") }
         defer { for p in processes where p.isRunning { p.terminate() } }
         let started = Date()
         while processes.contains(where: \.isRunning), Date().timeIntervalSince(started) < 90 { Thread.sleep(forTimeInterval: 0.05) }
         #expect(processes.allSatisfy { !$0.isRunning && $0.terminationStatus == 0 }, "\(processes.map(\.terminationStatus))")
-        let out = (try? String(contentsOfFile: "\(root)/inst01.out", encoding: .utf8)) ?? ""
+        let out = c.output("inst01.out")
         let lines = out.split(separator: "\n").filter { $0.hasPrefix("round ") }
         #expect(lines.count == 8, "\(out)")
         #expect(lines.count == 8 && lines[1].contains("heard 2/3") && lines[2].contains("heard 2/3"), "rounds 2 and 3 close without inst03: \(out)")
         #expect(lines.last?.contains("heard 3/3") == true, "inst03 is on time again by round 8: \(out)")
         // inst01's aggregates record inst03's round-2 and round-3 updates as late.
-        let export = try ledgerTool("export", "\(root)/again/inst01/ledger.sqlite", "--jsonl")
+        let export = try ledgerTool("export", c.ledger("inst01"), "--jsonl")
         var late: [String] = []
         for line in export.stdout.split(separator: "\n") {
             guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], o["author"] as? String == "inst01",
@@ -230,8 +173,8 @@ struct DemoTests {
         }
         // Late in its slow rounds, and possibly a round or two more while it catches up; each recorded once.
         #expect(Set(late).isSuperset(of: ["inst03@2", "inst03@3"]) && late.allSatisfy { $0.hasPrefix("inst03@") } && Set(late).count == late.count, "\(late)")
-        let ledgers = ids.map { "\(root)/again/\($0)/ledger.sqlite" }
-        let (swift, python) = try bothVerifiers(ledgers[0], ca: "\(root)/pki/ca/ca.pem", against: Array(ledgers.dropFirst()))
+        let ledgers = ids.map(c.ledger)
+        let (swift, python) = try bothVerifiers(ledgers[0], ca: c.ca, against: Array(ledgers.dropFirst()))
         #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
     }
 
@@ -277,4 +220,45 @@ struct DemoTests {
         let verify = try ledgerTool("verify", ledger, "--ca", "\(root)/pki/ca/ca.pem")
         #expect(verify.status == 0 && verify.stdout.contains("1 chains, 2 entries"), "\(verify.stdout)\(verify.stderr)")
     }
+}
+
+/// Three members made by `flpeer demo` (one round), re-planned by editing
+/// network.yaml, with fresh state directories, for `flpeer join` processes
+/// that a test starts, kills and restarts itself.
+struct JoinCluster {
+    static let ids = ["inst01", "inst02", "inst03"]
+    let root: String
+
+    /// `plan`: replacements in network.yaml; `extra`: lines appended to a member's peer file.
+    init(in dir: URL, plan: [(String, String)], extra: [String: String] = [:]) throws {
+        root = dir.appendingPathComponent("demo").path
+        let setup = try flpeer("demo", "--peers", "3", "--rounds", "1", "--dir", root, "--json")
+        #expect(setup.status == 0, "\(setup.stderr)")
+        var network = try String(contentsOfFile: "\(root)/network.yaml", encoding: .utf8)
+        for (old, new) in plan { network = network.replacingOccurrences(of: old, with: new) }
+        try network.write(toFile: "\(root)/network.yaml", atomically: true, encoding: .utf8)
+        for id in Self.ids {
+            let peer = try String(contentsOfFile: "\(root)/\(id).yaml", encoding: .utf8)
+                .replacingOccurrences(of: "state_dir: state/\(id)", with: "state_dir: again/\(id)") + (extra[id] ?? "")
+            try peer.write(toFile: "\(root)/\(id).yaml", atomically: true, encoding: .utf8)
+        }
+    }
+
+    /// Starts `flpeer join` for `id`, its standard output in ROOT/`log`.
+    func start(_ id: String, log: String) throws -> Process {
+        let p = Process()
+        p.executableURL = productsDirectory.appendingPathComponent("flpeer")
+        p.arguments = ["join", "--config", "\(root)/\(id).yaml"]
+        _ = FileManager.default.createFile(atPath: "\(root)/\(log)", contents: nil)
+        p.standardOutput = FileHandle(forWritingAtPath: "\(root)/\(log)")
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+
+    func output(_ log: String) -> String { (try? String(contentsOfFile: "\(root)/\(log)", encoding: .utf8)) ?? "" }
+
+    func ledger(_ id: String) -> String { "\(root)/again/\(id)/ledger.sqlite" }
+
+    var ca: String { "\(root)/pki/ca/ca.pem" }
 }
