@@ -30,6 +30,9 @@ public actor GossipNode {
     private var announcements: [ContentHash: Announce] = [:]
     /// The last ledger heads each connected member reported (or was pushed).
     private var peerHeads: [String: [ChainHead]] = [:]
+    /// The heads each connected member itself reported (hello, heads
+    /// messages), by author: what echo confirmation compares with.
+    private var reportedHeads: [String: [String: ChainHead]] = [:]
     /// The outstanding ledger pull per chain: after which seq, and when.
     private var pendingPulls: [String: (after: UInt64?, at: ContinuousClock.Instant)] = [:]
     /// The members each neighbour last said it is connected to.
@@ -311,6 +314,7 @@ public actor GossipNode {
         if let c = registered, connections[c.institution]?.id == c.id {
             connections[c.institution] = nil
             peerHeads[c.institution] = nil
+            reportedHeads[c.institution] = nil
             peerNeighbours[c.institution] = nil
             announceNeighbours()
             dropInflight(from: c.institution)
@@ -480,6 +484,31 @@ public actor GossipNode {
         }
     }
 
+    /// The authors among `heads` (this node's view of chain heads) that some
+    /// connected neighbour other than the author has not yet reported holding:
+    /// a head at a later position, or the same position with the same hash.
+    /// A round engine waits for this to empty before closing a round, so a
+    /// member that sent different updates to different neighbours is seen.
+    public func unconfirmed(_ heads: [ChainHead]) -> Set<String> {
+        var out = Set<String>()
+        for head in heads {
+            for (neighbour, reported) in reportedHeads where neighbour != head.author && connections[neighbour] != nil {
+                guard let theirs = reported[head.author], theirs.seq > head.seq || (theirs.seq == head.seq && theirs.hash == head.hash) else {
+                    out.insert(head.author)
+                    break
+                }
+            }
+        }
+        return out
+    }
+
+    /// Sends ledger entries to the named neighbours only, bypassing this
+    /// node's ledger (used by the `equivocate` attack to show different
+    /// members different entries; honest peers never call it).
+    public func send(entries: [WireEntry], to members: Set<String>) {
+        for c in connections.values where members.contains(c.institution) { send(.ledgerEntries(entries), to: c) }
+    }
+
     /// Tells every neighbour which members this node is connected to now.
     private func announceNeighbours() {
         let ids = connections.keys.sorted()
@@ -498,13 +527,34 @@ public actor GossipNode {
         for a in announcements.values where lost.contains(a.author) { send(.announce(a), to: c) }
     }
 
-    /// Pulls every chain in which the peer is ahead of this node.
+    /// Pulls every chain in which the peer is ahead of this node, and the
+    /// entry of every chain where the peer holds a different entry at this
+    /// node's head (an author that signed two entries for one position: the
+    /// merge turns the pair into fork evidence). `theirs` may name only some
+    /// chains (an echo); the others keep what the peer last reported.
     private func requestMissing(_ theirs: [ChainHead], from c: Connection) {
         guard config.ledger != nil else { return }
-        peerHeads[c.institution] = theirs
-        let mine = Dictionary(ledgerHeads().map { ($0.author, $0.seq) }, uniquingKeysWith: max)
+        var known = Dictionary((peerHeads[c.institution] ?? []).map { ($0.author, $0) }, uniquingKeysWith: { a, _ in a })
+        var reported = reportedHeads[c.institution] ?? [:]
+        for head in theirs {
+            known[head.author] = head
+            reported[head.author] = head
+        }
+        peerHeads[c.institution] = known.values.sorted { $0.author < $1.author }
+        reportedHeads[c.institution] = reported
+        let myHeads = Dictionary(ledgerHeads().map { ($0.author, $0) }, uniquingKeysWith: { a, _ in a })
+        let mine = myHeads.mapValues(\.seq)
         let now = ContinuousClock.now
         for head in theirs {
+            if let my = myHeads[head.author], my.seq == head.seq, my.hash != head.hash {
+                let after: UInt64? = head.seq == 0 ? nil : head.seq - 1
+                if let pending = pendingPulls[head.author], pending.after == after, now - pending.at < .milliseconds(500) { continue }
+                pendingPulls[head.author] = (after, now)
+                logger.warning("a neighbour holds a different entry at this chain position; pulling it", metadata: [
+                    "author": "\(head.author)", "seq": "\(head.seq)", "from": "\(c.institution)"])
+                send(.ledgerPull(author: head.author, after: after ?? 0, fromStart: after == nil), to: c)
+                continue
+            }
             let after = mine[head.author]
             guard after.map({ head.seq > $0 }) ?? true else { continue }
             // One pull per chain position at a time: the same entries are offered by every neighbour.
@@ -533,10 +583,22 @@ public actor GossipNode {
     private func mergeEntries(_ entries: [WireEntry], from c: Connection) {
         guard let ledger = config.ledger, !entries.isEmpty else { return }
         do {
+            let ownBefore = ledgerHeads().first { $0.author == config.institution }?.seq
             let stored = try ledger.merge(entries)
             for author in Set(entries.compactMap { WireEntry.author(of: $0.header) }) { pendingPulls[author] = nil }
             eventSink.yield(.ledgerMerged(from: c.institution, stored: stored))
             guard stored > 0 else { return }
+            let heads = ledgerHeads()
+            // The merge signed evidence into this node's own chain: push it now.
+            if heads.first(where: { $0.author == config.institution })?.seq != ownBefore { ledgerChanged() }
+            // Echo: tell every neighbour which update entries this node now
+            // holds, so an author that sent different updates to different
+            // members is caught within the round (see `unconfirmed`).
+            let updateAuthors = Set(entries.filter { WireEntry.kind(of: $0.header) == WireEntry.updateKind }.compactMap { WireEntry.author(of: $0.header) })
+            if !updateAuthors.isEmpty {
+                let echo = heads.filter { updateAuthors.contains($0.author) }
+                for other in connections.values where other.institution != c.institution { send(.ledgerHeads(echo), to: other) }
+            }
             // Relay: tell the other neighbours, except those connected to every
             // author concerned (the authors push to them directly).
             relayHeads(authors: Set(entries.compactMap { WireEntry.author(of: $0.header) }), except: c.institution)
@@ -695,4 +757,16 @@ extension WireEntry {
         guard header.count >= a + 2 + authorLength else { return nil }
         return String(validating: header[(a + 2)..<(a + 2 + authorLength)], as: UTF8.self)
     }
+
+    /// The entry kind byte of a ledger entry header (after seq, prev and round), if it parses that far.
+    static func kind(of header: [UInt8]) -> UInt8? {
+        guard header.count >= 3 else { return nil }
+        let a = 3 + (Int(header[1]) << 8 | Int(header[2]))
+        guard header.count >= a + 2 else { return nil }
+        let k = a + 2 + (Int(header[a]) << 8 | Int(header[a + 1])) + 8 + 32 + 8
+        return header.count > k ? header[k] : nil
+    }
+
+    /// The kind byte of `update` entries (docs/ledger-spec.md).
+    static let updateKind: UInt8 = 2
 }

@@ -83,6 +83,16 @@ public final class LedgerStore: Sendable {
         try append(author: author, key: key, time: time, [(kind, round, { _ in body })])[0]
     }
 
+    /// The entry `append` would add next to `author`'s chain, signed but not
+    /// stored (the `equivocate` attack signs a second entry for a position).
+    public func draft(author: String, kind: EntryKind, round: UInt64, body: [UInt8], key: Curve25519.Signing.PrivateKey, time: Date = Date()) throws -> LedgerEntry {
+        let consortium = try consortium()
+        guard let head = try heads()[author] else { throw LedgerError("chain '\(author)' has no genesis") }
+        let header = EntryHeader(consortium: consortium, author: author, seq: head.seq + 1, prev: head.hash, round: round, kind: kind,
+                                 timeMillis: Int64((time.timeIntervalSince1970 * 1000).rounded()), bodyLength: 0)
+        return try LedgerEntry.make(header: header, body: body, key: key)
+    }
+
     /// The heads of all chains, read on demand inside an append's transaction.
     public typealias HeadsReader = () throws -> [String: (seq: UInt64, hash: [UInt8])]
 

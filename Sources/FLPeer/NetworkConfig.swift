@@ -129,7 +129,7 @@ public struct TrainingPlan: Sendable, Equatable {
                        l2: Float(l2), seed: seed)
     }
 
-    static let rules = ["trimmed-mean", "mean", "median", "clipping"]
+    static let rules = ["trimmed-mean", "bounded-trimmed-mean", "mean", "median", "clipping"]
 
     static func load(_ y: YAMLReader?, in parent: YAMLReader, memberCount: Int) throws(ConfigError) -> TrainingPlan {
         guard let y else {

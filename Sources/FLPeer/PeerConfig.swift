@@ -92,7 +92,7 @@ public struct PeerConfig: Sendable {
         guard f > 0 else { return }
         let key = "plan.max_byzantine"
         switch plan.rule {
-        case "trimmed-mean":
+        case "trimmed-mean", "bounded-trimmed-mean":
             let k = AggregationRule.trimCount(beta: plan.beta, n: n)
             if k < f {
                 let needed = (Double(f) / Double(n) * 100).rounded(.up) / 100
@@ -126,6 +126,7 @@ public struct PeerConfig: Sendable {
         case "alie": return .alie(z: a.child("z") == nil ? nil : try a.double("z", default: 1, valid: { $0.isFinite }, expectation: "a number"))
         case "ipm": return .ipm(epsilon: try a.double("epsilon", default: 0.1, valid: positive, expectation: "a positive number"))
         case "label-flip": return .labelFlip
+        case "equivocate": return .equivocate
         default: return .freeRider
         }
     }

@@ -103,6 +103,8 @@ public struct RoundEngine: Sendable {
     }
 
     static let statsCodec = "feature-stats/v1"
+    /// How long a round waits for neighbours to confirm the update entries it holds.
+    static let echoWait: Duration = .seconds(2)
     static let modelCodec = "safetensors"
 
     /// One member's verified contribution to a round.
@@ -238,6 +240,7 @@ public struct RoundEngine: Sendable {
                 let (in0, out0) = (node.traffic.bytesIn, node.traffic.bytesOut)
                 let baseHash = model.parameterSet.sha256Hex()
                 var local = model
+                let baseParameters = model.parameters
                 let summary = Trainer.train(&local, on: trainStd, config: plan.trainingConfig(seed: Self.seed(plan.seed, config.id, r)))
                 if config.faults.slowRounds.contains(r) {
                     logger.warning("injected fault: slow round", metadata: ["round": "\(r)", "seconds": "\(config.faults.slowSeconds)"])
@@ -248,6 +251,9 @@ public struct RoundEngine: Sendable {
                                                      attackers: max(1, plan.maxByzantine), rng: &rng)
                 }
                 let bytes = Safetensors.encode(local.parameterSet)
+                if attack == .equivocate {
+                    try await equivocate(round: UInt64(r), honest: local, base: model, baseHash: baseHash, samples: train.rows)
+                }
                 try await publish(round: UInt64(r), bytes: bytes, updateHash: local.parameterSet.sha256Hex(), baseHash: baseHash, samples: train.rows,
                                   codec: RoundEngine.modelCodec, metrics: ["train_loss": Double(summary.epochLosses.last ?? 0)])
                 let published = clock.now
@@ -266,11 +272,12 @@ public struct RoundEngine: Sendable {
                     let base = model.parameters
                     observed = ordered.filter { $0.0.author != me }.map { zip($0.1, base).map { $0 - $1 } }
                 }
-                let stats = try Aggregator.aggregate(ordered.map(\.1), rule: rule, center: local.parameters, into: &output)
+                let stats = try Aggregator.aggregate(ordered.map(\.1), rule: rule, center: local.parameters, reference: baseParameters, into: &output)
                 model.parameters = output
                 let resultHash = model.parameterSet.sha256Hex()
                 var parameters: [String: Double] = [:]
                 if case .trimmedMean(let beta) = rule { parameters["beta"] = beta }
+                if case .boundedTrimmedMean(let beta) = rule { parameters["beta"] = beta }
                 if let tau = stats.tau { parameters["tau"] = tau }
                 // The aggregate and the checkpoint of all heads (including that aggregate) in one transaction.
                 // Blobs of rounds older than the late window are no longer fetched.
@@ -343,6 +350,7 @@ public struct RoundEngine: Sendable {
             case "mean": .mean
             case "median": .median
             case "clipping": .clipping(tau: nil)
+            case "bounded-trimmed-mean": .boundedTrimmedMean(beta: plan.beta)
             default: .trimmedMean(beta: plan.beta)
             }
         }
@@ -382,6 +390,22 @@ public struct RoundEngine: Sendable {
             logger.debug("published", metadata: ["round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
         }
 
+        /// The `equivocate` attack: signs a second update for this round's chain
+        /// position (the honest step reversed) and sends it, with its bytes, to
+        /// every other neighbour before the honest one is published to all.
+        func equivocate(round: UInt64, honest: Network, base: Network, baseHash: String, samples: Int) async throws {
+            var alt = honest
+            alt.parameters = zip(base.parameters, honest.parameters).map { $0 - ($1 - $0) }
+            let altBytes = Safetensors.encode(alt.parameterSet)
+            let entry = try store.draft(author: config.id, kind: .update, round: round, body: EntryBody.update(
+                round: round, baseHash: baseHash, updateHash: alt.parameterSet.sha256Hex(), samples: samples, codec: RoundEngine.modelCodec,
+                metrics: [:], blob: hex(SHA256.hash(data: altBytes))), key: key)
+            let shown = Set(await node.connectedPeers().enumerated().filter { $0.offset % 2 == 0 }.map(\.element))
+            try await node.publish(altBytes, round: round, kind: .update)
+            await node.send(entries: [WireEntry(header: entry.headerBytes, body: entry.body, hash: entry.hash, signature: entry.signature)], to: shown)
+            logger.warning("attack: equivocating", metadata: ["round": "\(round)", "second-update-to": "\(shown.sorted().joined(separator: ","))"])
+        }
+
         /// Waits for the round's signed updates whose bytes arrived and pass
         /// `check` (which sees the bytes and the signed `update_hash`), until
         /// every member answered, or the deadline passed with the quorum.
@@ -396,6 +420,7 @@ public struct RoundEngine: Sendable {
             var waitingBlob = Set<String>()
             var warnedUnreachable = false
             var flagged = Set<String>(), flaggedAt = clock.now - .seconds(1)
+            var positions: [String: ChainHead] = [:]
             var warned = false
             while true {
                 try Task.checkCancellation()
@@ -421,6 +446,7 @@ public struct RoundEngine: Sendable {
                         continue
                     }
                     accepted[author] = (Accepted(author: author, updateHash: hash, bytes: bytes), value)
+                    if author != config.id, let h = ContentHash(entry.hash) { positions[author] = ChainHead(author: author, seq: entry.header.seq, hash: h) }
                     logger.debug("update accepted", metadata: ["author": "\(author)", "round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
                 }
                 let expected = members.filter { !flagged.contains($0) }
@@ -448,6 +474,26 @@ public struct RoundEngine: Sendable {
                     throw RoundError("round \(round): heard \(accepted.count) of \(members.count) members (\(accepted.keys.sorted().joined(separator: ", "))) in \(Int(wait * 10)) s; the plan's quorum is \(plan.quorum)")
                 }
                 await changes.wait(after: seen)
+            }
+            // Echo confirmation: every connected neighbour holds the same update
+            // entries as this peer (or a member that showed different members
+            // different updates is caught, and its fork becomes evidence), at
+            // most `echoWait`; then members with evidence against them are dropped.
+            let confirmBy = clock.now + RoundEngine.echoWait
+            while true {
+                try Task.checkCancellation()
+                flagged = Set(try store.flaggedAuthors(caCertificate: ca))
+                for author in flagged where accepted[author] != nil {
+                    accepted[author] = nil
+                    logger.warning("update dropped: its author signed two different entries for one ledger position", metadata: ["author": "\(author)", "round": "\(round)"])
+                }
+                let pending = await node.unconfirmed(positions.filter { accepted[$0.key] != nil }.map(\.value))
+                if pending.isEmpty { break }
+                if clock.now >= confirmBy {
+                    logger.info("closing the round before every neighbour confirmed", metadata: ["round": "\(round)", "unconfirmed": "\(pending.sorted().joined(separator: ","))"])
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(1))
             }
             return accepted.values.sorted { $0.0.author < $1.0.author }
         }

@@ -35,7 +35,7 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "logreg or mlp.")
     var model: String = "logreg"
 
-    @Option(help: "trimmed-mean, mean, median or clipping.")
+    @Option(help: "trimmed-mean, bounded-trimmed-mean, mean, median or clipping.")
     var rule: String = "trimmed-mean"
 
     @Option(help: "Fraction trimmed from each side by trimmed-mean (default 0.2, raised to byzantine/peers when that is larger).")
@@ -70,7 +70,7 @@ struct DemoCommand: AsyncParsableCommand {
         if !(1...10_000).contains(rounds) { throw ValidationError("--rounds must be from 1 to 10000, got \(rounds).") }
         if !(alpha > 0) { throw ValidationError("--alpha must be positive, got \(alpha).") }
         if ModelSpec.Kind(rawValue: model) == nil { throw ValidationError("--model must be logreg or mlp, got '\(model)'.") }
-        if !["trimmed-mean", "mean", "median", "clipping"].contains(rule) { throw ValidationError("--rule must be trimmed-mean, mean, median or clipping, got '\(rule)'.") }
+        if !["trimmed-mean", "bounded-trimmed-mean", "mean", "median", "clipping"].contains(rule) { throw ValidationError("--rule must be trimmed-mean, bounded-trimmed-mean, mean, median or clipping, got '\(rule)'.") }
         if let beta, !(beta >= 0 && beta < 0.5) { throw ValidationError("--beta must be in [0, 0.5), got \(beta).") }
         if !(0..<peers).contains(byzantine) { throw ValidationError("--byzantine must be from 0 to \(peers - 1), got \(byzantine).") }
         if byzantine > 0 && attackNames.isEmpty { throw ValidationError("--attack must name at least one of: \(Attack.names.joined(separator: ", ")).") }
@@ -95,7 +95,7 @@ struct DemoCommand: AsyncParsableCommand {
         let beta = self.beta ?? max(0.2, (Double(byzantine) / Double(peers) * 100).rounded(.up) / 100)
         // Declare the attackers in the plan when the rule can absorb them; otherwise they are unexpected.
         let absorbable = switch rule {
-        case "trimmed-mean": AggregationRule.trimCount(beta: beta, n: peers) >= byzantine
+        case "trimmed-mean", "bounded-trimmed-mean": AggregationRule.trimCount(beta: beta, n: peers) >= byzantine
         case "mean": byzantine == 0
         default: 2 * byzantine < peers
         }
@@ -227,15 +227,28 @@ struct DemoCommand: AsyncParsableCommand {
         let central = CentralizedTraining.run(train: dataset.subset(rest), test: testSet, kind: kind, hidden: [64],
                                               config: TrainingConfig.defaults(for: kind, seed: UInt64(seed)))
         let ledgers = ids.map { "\(root)/state/\($0)/ledger.sqlite" }
-        var verified = true
-        var findings: [String] = []
+        // Every ledger is verified against the others. A Byzantine member that
+        // equivocated is proven so by `equivocation` findings; the findings
+        // about its own chain are that proof and its consequences. Any finding
+        // about an honest member's chain fails the demo.
+        let byzantineIDs = Set(ids.indices.filter { attacks[$0] != nil }.map { ids[$0] })
+        var reports: [(String, [Finding])] = []
         for l in ledgers {
             let report = try LedgerVerifier.verify(path: l, caCertificate: ca.certificate, against: ledgers.filter { $0 != l })
-            if !report.intact {
+            reports.append((l, report.findings))
+        }
+        let proven = Set(reports.flatMap { $0.1 }.filter { $0.rule == "equivocation" }.map(\.author))
+        var verified = true
+        var findings: [String] = []
+        for (l, found) in reports {
+            let unexplained = found.filter { !(proven.contains($0.author) && byzantineIDs.contains($0.author)) }
+            if !unexplained.isEmpty {
                 verified = false
-                findings += report.findings.prefix(3).map { "\(l): \($0)" }
+                findings += unexplained.prefix(3).map { "\(l): \($0)" }
             }
         }
+        var flaggedBy: [String: [String]] = [:]
+        for (id, l) in zip(ids, ledgers) { flaggedBy[id] = try LedgerStore(path: l, consortium: "demo").flaggedAuthors(caCertificate: ca.certificate).sorted() }
         let elapsed = started.duration(to: clock.now)
         let secondsPerRound = results.map(\.secondsPerRound).reduce(0, +) / Double(results.count)
         let bytes = results.map { $0.bytesIn + $0.bytesOut }.reduce(0, +) / 2
@@ -246,12 +259,13 @@ struct DemoCommand: AsyncParsableCommand {
         if json {
             let obj: [String: Any] = [
                 "peers": results.map { r -> [String: Any] in
-                    var p: [String: Any] = ["id": r.id, "accuracy": r.accuracy, "train_rows": r.rows, "seconds_per_round": r.secondsPerRound, "byzantine": r.attack != nil]
+                    var p: [String: Any] = ["id": r.id, "accuracy": r.accuracy, "train_rows": r.rows, "seconds_per_round": r.secondsPerRound, "byzantine": r.attack != nil,
+                                            "flagged": flaggedBy[r.id] ?? []]
                     if let a = r.attack { p["attack"] = a }
                     return p
                 },
                 "mean_accuracy": meanAccuracy, "honest_mean_accuracy": honestAccuracy, "beta": beta, "byzantine": byzantine, "centralized_accuracy": central.metrics.accuracy, "seconds_per_round": secondsPerRound,
-                "bytes_moved": bytes, "ledger_verified": verified, "dir": root, "rounds": rounds, "model": model, "rule": rule,
+                "bytes_moved": bytes, "ledger_verified": verified, "equivocation_proven": proven.sorted(), "dir": root, "rounds": rounds, "model": model, "rule": rule,
                 "alpha": alpha, "seed": seed, "data": dataPath, "topology": topology, "wall_seconds": Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
             ]
             print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
@@ -262,6 +276,7 @@ struct DemoCommand: AsyncParsableCommand {
             if byzantine > 0 { print(String(format: "honest mean              %13.4f", honestAccuracy)) }
             print(String(format: "centralised (%@, same test split): %.4f", model, central.metrics.accuracy))
             print(String(format: "%.3f s per round, %@ moved, ledgers %@", secondsPerRound, kilobytesText(bytes), verified ? "verified (all intact and agreeing)" : "NOT verified"))
+            if !proven.isEmpty { print("equivocation proven in the ledgers against: \(proven.sorted().joined(separator: ", "))") }
             print("files: \(root)")
         }
         if !verified { throw CLIError("ledger verification failed: \(findings.joined(separator: "; "))") }

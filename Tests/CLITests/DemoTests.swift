@@ -81,6 +81,48 @@ struct DemoTests {
         #expect(absorbed > 0.8 && wrecked < 0.5, "trimmed mean \(absorbed), plain mean \(wrecked)")
     }
 
+    /// A member signs two different updates for round 1 and shows each to a
+    /// different half of its neighbours. Every honest peer catches the fork
+    /// within that round (its round-1 aggregate leaves the member out), signs
+    /// evidence, and keeps it out from then on; both verifiers prove the
+    /// equivocation from any honest ledger alone and find nothing else.
+    @Test func anEquivocatingMemberIsCaughtWithinTheRoundAndExcluded() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let root = dir.appendingPathComponent("demo").path
+        let r = try flpeer("demo", "--peers", "5", "--rounds", "4", "--byzantine", "1", "--attack", "equivocate", "--seed", "3", "--dir", root, "--json")
+        #expect(r.status == 0, "\(r.stderr)")
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)")
+        #expect(obj["ledger_verified"] as? Bool == true)
+        #expect(obj["equivocation_proven"] as? [String] == ["inst05"])
+        let peers = try #require(obj["peers"] as? [[String: Any]])
+        for p in peers.prefix(4) {
+            #expect(p["flagged"] as? [String] == ["inst05"], "\(p)")
+            #expect((p["accuracy"] as? Double ?? 0) > 0.85, "\(p)")
+        }
+        let honest = ["inst01", "inst02", "inst03", "inst04"]
+        for id in honest {
+            let ledger = "\(root)/state/\(id)/ledger.sqlite"
+            let export = try ledgerTool("export", ledger, "--jsonl")
+            var included: [Int: [String]] = [:]
+            for line in export.stdout.split(separator: "\n") {
+                guard let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                      o["author"] as? String == id, o["kind"] as? String == "aggregate", let round = (o["round"] as? NSNumber)?.intValue,
+                      let body = o["body"] as? [String: Any], let list = body["included"] as? [[String: Any]] else { continue }
+                included[round] = list.compactMap { $0["author"] as? String }
+            }
+            #expect(included.keys.sorted() == [1, 2, 3, 4], "\(id): \(included)")
+            for (round, authors) in included { #expect(authors == honest, "\(id) round \(round): \(authors)") }
+            // The ledger alone (with the CA certificate) proves the fork; nothing else is wrong.
+            let (swift, python) = try bothVerifiers(ledger, ca: "\(root)/pki/ca/ca.pem")
+            #expect(swift.status == 1 && python.status == 1)
+            #expect(swift.findings == python.findings, "ledger-tool \(swift.findings); verify_ledger.py \(python.findings)")
+            #expect(swift.findings.allSatisfy { $0.hasPrefix("inst05#") }, "\(swift.findings)")
+            #expect(swift.findings.contains { $0.hasSuffix(" equivocation") }, "\(swift.findings)")
+            #expect(!swift.findings.contains { $0.hasSuffix(" evidence-valid") }, "\(swift.findings)")
+        }
+    }
+
     /// Three `flpeer join` processes; one is SIGKILLed after round 4 and
     /// restarted with its state directory: it resumes, catches up, and every
     /// member finishes the plan with the same final model and verified ledgers.

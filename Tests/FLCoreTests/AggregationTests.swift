@@ -118,6 +118,25 @@ struct AggregationTests {
         }
     }
 
+    /// Bounded trimmed mean: an input further from the reference than the
+    /// median distance is pulled back to it along its own direction, then the
+    /// trimmed mean combines the bounded inputs.
+    @Test func boundedTrimmedMeanPullsFarInputsBackToTheMedianDistance() throws {
+        let reference: [Float] = [0, 0]
+        // Distances 1, 2, 3, 4 and 40: the median distance is 3.
+        let x: [[Float]] = [[1, 0], [0, 2], [3, 0], [0, -4], [-40, 0]]
+        let r = try Aggregator.aggregate(x, rule: .boundedTrimmedMean(beta: 0.2), reference: reference)
+        #expect(r.tau == 3)
+        #expect(r.clipScales == [1, 1, 1, 0.75, 0.075])
+        // Bounded: [1,0] [0,2] [3,0] [0,-3] [-3,0]; trimming one per side leaves x: 0,0,1 and y: 0,0,0.
+        let expected = try Aggregator.aggregate([[1, 0], [0, 2], [3, 0], [0, -3], [-3, 0]], rule: .trimmedMean(beta: 0.2)).values
+        expectClose(r.values, expected.map(Double.init))
+        expectClose(r.values, [1.0 / 3, 0])
+        #expect(AggregationRule.boundedTrimmedMean(beta: 0.2).description == "bounded-trimmed-mean(beta=0.2)")
+        #expect(throws: AggregationError.invalidBeta(0.5)) { try Aggregator.aggregate(x, rule: .boundedTrimmedMean(beta: 0.5), reference: reference) }
+        #expect(throws: AggregationError.nonFinite(input: 1)) { try Aggregator.aggregate([[1, 0], [.nan, 0], [0, 1]], rule: .boundedTrimmedMean(beta: 0.2), reference: reference) }
+    }
+
     @Test func nonFiniteInputsAreRejectedNamingTheInput() throws {
         for bad in [Float.nan, .infinity, -.infinity] {
             var x = inputs(n: 5, d: 19, seed: 3, ties: false)

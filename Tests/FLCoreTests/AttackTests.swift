@@ -26,6 +26,7 @@ struct AttackTests {
         #expect(send(.signFlip(scale: 4)) == [-3, 5, 1])
         #expect(send(.freeRider) == base)
         #expect(send(.labelFlip) == local)
+        #expect(send(.equivocate) == local)  // the round engine signs the second, flipped update
         #expect(send(.ipm(epsilon: 0.5)) == [0, 1, 1])
         #expect(send(.alie(z: 1)) == [2, 0, 1])  // base + μ − 1·σ
         let noisy = send(.gaussian(sigma: 1))

@@ -14,6 +14,13 @@ public enum AggregationRule: Sendable, Equatable, CustomStringConvertible {
     /// vector and `clip(z, τ) = z · min(1, τ/‖z‖)`. A nil `tau` is chosen
     /// adaptively as the median distance of the other inputs to `c`.
     case clipping(tau: Double?)
+    /// Norm bounding, then trimmed mean. Every input whose distance from the
+    /// round's reference (the model all members started the round from) is
+    /// above the median distance is pulled back to it along its own
+    /// direction, so no member moves the model further than the median member
+    /// does (a scaled update loses its scale); the bounded inputs are then
+    /// combined with the trimmed mean of the same `beta`.
+    case boundedTrimmedMean(beta: Double)
 
     /// The default robust rule: trimmed mean with β = 0.2.
     public static let `default` = AggregationRule.trimmedMean(beta: 0.2)
@@ -36,6 +43,7 @@ public enum AggregationRule: Sendable, Equatable, CustomStringConvertible {
         case .trimmedMean(let beta): "trimmed-mean(beta=\(beta))"
         case .median: "median"
         case .clipping(let tau): tau.map { "clipping(tau=\($0))" } ?? "clipping(tau=adaptive)"
+        case .boundedTrimmedMean(let beta): "bounded-trimmed-mean(beta=\(beta))"
         }
     }
 }
@@ -68,11 +76,12 @@ public struct AggregationStats: Sendable, Equatable {
     /// coordinate when its whole difference vector was clipped (clipping).
     /// Zero for the mean rules, and when counting was not asked for.
     public var trimmed: [Int]
-    /// Per input, the clipping factor min(1, τ/‖x − c‖) (clipping only).
+    /// Per input, the clipping factor min(1, τ/‖x − c‖) (clipping, and the
+    /// norm bound of bounded trimmed mean).
     public var clipScales: [Double]?
     /// Values dropped from each side of each coordinate (trimmed mean, median).
     public var trimPerSide: Int
-    /// The clipping radius used (clipping only).
+    /// The clipping radius or norm bound used (clipping, bounded trimmed mean).
     public var tau: Double?
 }
 

@@ -14,16 +14,19 @@ public enum Aggregator {
     /// - Parameters:
     ///   - weights: per-input weights for `.weightedMean` (non-negative, positive sum).
     ///   - center: the aggregating peer's own vector for `.clipping`; `inputs[0]` when nil.
+    ///   - reference: the vector every input started from, for `.boundedTrimmedMean`
+    ///     (the round's base model); `center`, else `inputs[0]`, when nil.
     ///   - countTrimmed: also count, per input, the coordinates it lost to trimming.
     public static func aggregate(
         _ inputs: [[Float]],
         rule: AggregationRule,
         weights: [Double]? = nil,
         center: [Float]? = nil,
+        reference: [Float]? = nil,
         countTrimmed: Bool = true
     ) throws(AggregationError) -> AggregationResult {
         var values = [Float]()
-        let stats = try aggregate(inputs, rule: rule, weights: weights, center: center, countTrimmed: countTrimmed, into: &values)
+        let stats = try aggregate(inputs, rule: rule, weights: weights, center: center, reference: reference, countTrimmed: countTrimmed, into: &values)
         return AggregationResult(values: values, stats: stats)
     }
 
@@ -35,6 +38,7 @@ public enum Aggregator {
         rule: AggregationRule,
         weights: [Double]? = nil,
         center: [Float]? = nil,
+        reference: [Float]? = nil,
         countTrimmed: Bool = true,
         into values: inout [Float]
     ) throws(AggregationError) -> AggregationStats {
@@ -87,6 +91,33 @@ public enum Aggregator {
             stats.clipScales = clipped.scales
             stats.tau = clipped.tau
             for i in 0..<n where clipped.scales[i] < 1 { stats.trimmed[i] = d }
+        case .boundedTrimmedMean(let beta):
+            guard beta >= 0, beta < 0.5 else { throw .invalidBeta(beta) }
+            let k = AggregationRule.trimCount(beta: beta, n: n)
+            let ref = reference ?? center ?? first
+            guard ref.count == d else { throw .lengthMismatch(input: -1, expected: d, found: ref.count) }
+            for (i, x) in inputs.enumerated() where !x.withUnsafeBufferPointer({ VectorMath.allFinite($0) }) { throw .nonFinite(input: i) }
+            // Norm bounding: no input moves further from the reference than the median input does.
+            let norms = inputs.map { x in x.withUnsafeBufferPointer { a in ref.withUnsafeBufferPointer { VectorMath.squaredDistance(a, $0).squareRoot() } } }
+            let sorted = norms.sorted()
+            let bound = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+            var bounded = inputs
+            var scales = [Double](repeating: 1, count: n)
+            for i in 0..<n where norms[i] > bound {
+                scales[i] = bound / norms[i]
+                let f = Float(scales[i])
+                bounded[i] = zip(inputs[i], ref).map { $1 + f * ($0 - $1) }
+            }
+            try withPointers(bounded) { (ptrs) throws(AggregationError) in
+                try values.withUnsafeMutableBufferPointer { (out) throws(AggregationError) in
+                    try stats.trimmed.withUnsafeMutableBufferPointer { (c) throws(AggregationError) in
+                        try trimmedMeanKernel(ptrs, count: d, trimPerSide: k, out: out.baseAddress!, trimmed: countTrimmed ? c : nil)
+                    }
+                }
+            }
+            stats.trimPerSide = k
+            stats.clipScales = scales
+            stats.tau = bound
         }
         return stats
     }

@@ -19,8 +19,13 @@ public enum Attack: Sendable, Equatable, CustomStringConvertible {
     case ipm(epsilon: Double)
     /// Sends back the model it received, without training.
     case freeRider
+    /// Trains honestly, but signs two different updates for the round (the
+    /// honest one, and its sign-flip) and shows each to a different half of
+    /// its neighbours: a fork of its ledger chain (the round engine does the
+    /// signing and sending; `update` returns the honest model).
+    case equivocate
 
-    public static let names = ["sign-flip", "gaussian", "label-flip", "alie", "ipm", "free-rider"]
+    public static let names = ["sign-flip", "gaussian", "label-flip", "alie", "ipm", "free-rider", "equivocate"]
 
     public var name: String {
         switch self {
@@ -30,6 +35,7 @@ public enum Attack: Sendable, Equatable, CustomStringConvertible {
         case .alie: "alie"
         case .ipm: "ipm"
         case .freeRider: "free-rider"
+        case .equivocate: "equivocate"
         }
     }
 
@@ -41,6 +47,7 @@ public enum Attack: Sendable, Equatable, CustomStringConvertible {
         case .alie(let z): z.map { "alie(z=\($0))" } ?? "alie(z=formula)"
         case .ipm(let e): "ipm(epsilon=\(e))"
         case .freeRider: "free-rider"
+        case .equivocate: "equivocate"
         }
     }
 
@@ -53,6 +60,7 @@ public enum Attack: Sendable, Equatable, CustomStringConvertible {
         case "alie": .alie(z: nil)
         case "ipm": .ipm(epsilon: 0.1)
         case "free-rider": .freeRider
+        case "equivocate": .equivocate
         default: nil
         }
     }
@@ -85,7 +93,7 @@ public enum Attack: Sendable, Equatable, CustomStringConvertible {
             return (0..<d).map { base[$0] - s * (local[$0] - base[$0]) }
         case .gaussian(let sigma):
             return (0..<d).map { base[$0] + Float(sigma * rng.nextGaussian()) }
-        case .labelFlip:
+        case .labelFlip, .equivocate:
             return local
         case .freeRider:
             return base
