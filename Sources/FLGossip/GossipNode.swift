@@ -33,6 +33,9 @@ public actor GossipNode {
     /// The heads each connected member itself reported (hello, heads
     /// messages), by author: what echo confirmation compares with.
     private var reportedHeads: [String: [String: ChainHead]] = [:]
+    /// Members whose link to this node is cut (an injected fault): no dialling,
+    /// and their connections are closed after the hello.
+    private var cut: Set<String> = []
     /// The outstanding ledger pull per chain: after which seq, and when.
     private var pendingPulls: [String: (after: UInt64?, at: ContinuousClock.Instant)] = [:]
     /// The members each neighbour last said it is connected to.
@@ -47,6 +50,7 @@ public actor GossipNode {
         let institution: String
         let output: NIOAsyncChannelOutboundWriter<WireMessage>
         let id: UInt64
+        let channel: Channel
     }
 
     struct Inflight {
@@ -219,7 +223,7 @@ public actor GossipNode {
     private func dialLoop(_ target: PeerAddress) async {
         var attempt = 0
         while !Task.isCancelled {
-            if connections[target.institution] == nil {
+            if connections[target.institution] == nil && !cut.contains(target.institution) {
                 do {
                     let accepted = try await connect(target)
                     let helloSeen = await serve(accepted, inbound: false, expected: target.institution)
@@ -289,12 +293,16 @@ public actor GossipNode {
                     throw ConnectionEnd.rejected(problem)
                 }
                 channel.channel.pipeline.handler(type: HelloDeadline.self).whenSuccess { $0.passed() }
+                if cut.contains(member.institution) {
+                    try? await output.write(.goodbye(code: 3, reason: "link cut"))
+                    throw ConnectionEnd.rejected(PeerRejection(.policy, "link to \(member.institution) is cut (injected fault)"))
+                }
                 guard connections[member.institution] == nil else {
                     try? await output.write(.goodbye(code: 2, reason: "already connected"))
                     throw ConnectionEnd.duplicate
                 }
                 helloAccepted = true
-                let c = Connection(institution: member.institution, output: output, id: rng.next())
+                let c = Connection(institution: member.institution, output: output, id: rng.next(), channel: channel.channel)
                 connections[member.institution] = c
                 registered = c
                 eventSink.yield(.connected(institution: member.institution, inbound: inbound))
@@ -500,6 +508,16 @@ public actor GossipNode {
             }
         }
         return out
+    }
+
+    /// Cuts this node's direct links to `members` (an injected fault, for
+    /// testing relays): closes their connections and refuses new ones.
+    public func cutLinks(to members: Set<String>) {
+        cut.formUnion(members)
+        for id in members.sorted() {
+            logger.warning("injected fault: link cut", metadata: ["member": "\(id)"])
+            connections[id]?.channel.close(promise: nil)
+        }
     }
 
     /// Sends ledger entries to the named neighbours only, bypassing this

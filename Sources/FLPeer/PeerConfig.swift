@@ -31,6 +31,9 @@ public struct PeerConfig: Sendable {
     public struct Faults: Sendable, Equatable {
         public var slowRounds: Set<Int> = []
         public var slowSeconds: Double = 0
+        /// Members whose direct link this peer cuts once `cutAfterRound` is recorded.
+        public var cutLinks: Set<String> = []
+        public var cutAfterRound: Int = 0
     }
 
     /// Loads the peer file and the network file it names, and checks that they agree.
@@ -70,7 +73,14 @@ public struct PeerConfig: Sendable {
         let attack = try parseAttack(y)
         var faults = Faults()
         if let f = try y.mapping("faults") {
-            try f.onlyKeys(["slow_rounds", "slow_seconds"])
+            try f.onlyKeys(["slow_rounds", "slow_seconds", "cut_links", "cut_after_round"])
+            faults.cutAfterRound = try f.int("cut_after_round", default: 0, range: 0...1_000_000)
+            for (item, node) in try f.sequence("cut_links") ?? [] {
+                guard let m = node.string, network.members.contains(where: { $0.id == m }), m != id else {
+                    throw item.error(item.path, "is not another member of \(network.file)", "list member ids, e.g. 'cut_links: [inst03]'", at: node)
+                }
+                faults.cutLinks.insert(m)
+            }
             faults.slowSeconds = try f.double("slow_seconds", default: 0, valid: { $0 >= 0 && $0 <= 3600 }, expectation: "seconds from 0 to 3600")
             for (item, node) in try f.sequence("slow_rounds") ?? [] {
                 guard let r = node.int, r >= 1 else { throw item.error(item.path, "is not a round number", "list rounds from 1, e.g. 'slow_rounds: [2, 3]'", at: node) }

@@ -304,6 +304,10 @@ public struct RoundEngine: Sendable {
                     (.checkpoint, UInt64(r), { heads in EntryBody.checkpoint(heads: try heads().map { (author: $0.key, seq: $0.value.seq, hash: $0.value.hash) }) }),
                 ], state: ["model": modelBytes])
                 await node.ledgerChanged()
+                if !config.faults.cutLinks.isEmpty && r == config.faults.cutAfterRound {
+                    logger.warning("injected fault: cutting links", metadata: ["round": "\(r)", "members": "\(config.faults.cutLinks.sorted().joined(separator: ","))"])
+                    await node.cutLinks(to: config.faults.cutLinks)
+                }
                 if r == plan.rounds { try Data(modelBytes).write(to: URL(fileURLWithPath: modelPath), options: .atomic) }
 
                 let metrics = model.evaluate(on: validationStd)

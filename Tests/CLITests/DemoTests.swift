@@ -123,6 +123,48 @@ struct DemoTests {
         }
     }
 
+    /// A cut link, loopback variant: inst01 cuts its direct link to inst03
+    /// after round 2 (an injected fault in its peer file); the two keep hearing
+    /// each other through inst02's relays, every member hears all three
+    /// updates in every round, and every ledger verifies.
+    @Test func aCutLinkIsBridgedByRelays() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 6\n")],
+                                extra: ["inst01": "faults:\n  cut_links: [inst03]\n  cut_after_round: 2\n"])
+        try c.runAndCheckRelays(prefix: { _ in [] }, rounds: 6)
+        let log = c.output("inst01.err")
+        let lost = try #require(log.range(of: "injected fault: link cut"), "\(log.suffix(4000))")
+        #expect(!log[lost.upperBound...].contains("member=inst03 peer=inst01 [FLGossip] connected"), "\(log.suffix(4000))")
+    }
+
+    /// A cut link between separate hosts: each member in its own network
+    /// namespace (network-configs/netns/netns.sh), joined through a bridge;
+    /// after inst01 prints round 2, the link inst01–inst03 is cut with
+    /// `prohibit` routes at both ends. Traffic goes through inst02, and every
+    /// member still hears all three updates in every round.
+    @Test(.enabled(if: netnsAvailable, "needs root and iproute2 for network namespaces"))
+    func aCutLinkBetweenNamespacesIsBridgedByRelays() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let script = repository.appendingPathComponent("network-configs/netns/netns.sh").path
+        let prefix = "flt\(getpid() % 1000)"
+        _ = try runProcess("bash", [script, "down", prefix, "3"])
+        let up = try runProcess("bash", [script, "up", prefix, "3"])
+        #expect(up.status == 0, "\(up.stderr)")
+        defer { _ = try? runProcess("bash", [script, "down", prefix, "3"]) }
+        // Every member listens on its own host's address; the others dial it there.
+        let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 6\n")], hosts: ["inst01": "10.77.0.1", "inst02": "10.77.0.2", "inst03": "10.77.0.3"])
+        try c.runAndCheckRelays(prefix: { id in ["ip", "netns", "exec", "\(prefix)-\(Int(id.suffix(2))!)"] }, rounds: 6) {
+            let cut = try runProcess("bash", [script, "cut", prefix, "1", "3"])
+            #expect(cut.status == 0, "\(cut.stderr)")
+        }
+        // The link did go down (found by the keepalive), and stayed down.
+        let log = c.output("inst01.err")
+        let lost = try #require(log.range(of: "member=inst03 peer=inst01 [FLGossip] disconnected"), "\(log.suffix(4000))")
+        #expect(!log[lost.upperBound...].contains("member=inst03 peer=inst01 [FLGossip] connected"), "\(log.suffix(4000))")
+    }
+
     /// Three `flpeer join` processes; one is SIGKILLed after round 4 and
     /// restarted with its state directory: it resumes, catches up, and every
     /// member finishes the plan with the same final model and verified ledgers.
@@ -267,35 +309,81 @@ struct DemoTests {
 /// Three members made by `flpeer demo` (one round), re-planned by editing
 /// network.yaml, with fresh state directories, for `flpeer join` processes
 /// that a test starts, kills and restarts itself.
+/// Network namespaces can be made here (root, iproute2).
+let netnsAvailable: Bool = getuid() == 0 && ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].contains { FileManager.default.isExecutableFile(atPath: $0) }
+
 struct JoinCluster {
     static let ids = ["inst01", "inst02", "inst03"]
     let root: String
 
     /// `plan`: replacements in network.yaml; `extra`: lines appended to a member's peer file.
-    init(in dir: URL, plan: [(String, String)], extra: [String: String] = [:]) throws {
+    /// `hosts`: the address each member listens on (and is dialled at) instead of 127.0.0.1.
+    init(in dir: URL, plan: [(String, String)], extra: [String: String] = [:], hosts: [String: String] = [:]) throws {
         root = dir.appendingPathComponent("demo").path
         let setup = try flpeer("demo", "--peers", "3", "--rounds", "1", "--dir", root, "--json")
         #expect(setup.status == 0, "\(setup.stderr)")
         var network = try String(contentsOfFile: "\(root)/network.yaml", encoding: .utf8)
         for (old, new) in plan { network = network.replacingOccurrences(of: old, with: new) }
+        for (id, host) in hosts {
+            network = network.replacingOccurrences(of: "- id: \(id)\n    address: 127.0.0.1:", with: "- id: \(id)\n    address: \(host):")
+        }
         try network.write(toFile: "\(root)/network.yaml", atomically: true, encoding: .utf8)
         for id in Self.ids {
             let peer = try String(contentsOfFile: "\(root)/\(id).yaml", encoding: .utf8)
-                .replacingOccurrences(of: "state_dir: state/\(id)", with: "state_dir: again/\(id)") + (extra[id] ?? "")
+                .replacingOccurrences(of: "state_dir: state/\(id)", with: "state_dir: again/\(id)")
+                .replacingOccurrences(of: "listen: 127.0.0.1:", with: "listen: \(hosts[id] ?? "127.0.0.1"):") + (extra[id] ?? "")
             try peer.write(toFile: "\(root)/\(id).yaml", atomically: true, encoding: .utf8)
         }
     }
 
-    /// Starts `flpeer join` for `id`, its standard output in ROOT/`log`.
-    func start(_ id: String, log: String) throws -> Process {
+    /// Starts `flpeer join` for `id`, its standard output in ROOT/`log` (and
+    /// its log lines in ROOT/`errors` when given), run through `prefix` (e.g.
+    /// `ip netns exec NS`) when given.
+    func start(_ id: String, log: String, errors: String? = nil, prefix: [String] = []) throws -> Process {
         let p = Process()
-        p.executableURL = productsDirectory.appendingPathComponent("flpeer")
-        p.arguments = ["join", "--config", "\(root)/\(id).yaml"]
+        let flpeer = productsDirectory.appendingPathComponent("flpeer")
+        if prefix.isEmpty {
+            p.executableURL = flpeer
+            p.arguments = ["join", "--config", "\(root)/\(id).yaml"]
+        } else {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = prefix + [flpeer.path, "join", "--config", "\(root)/\(id).yaml"]
+        }
+        if errors != nil { p.arguments! += ["--log-level", "info"] }
         _ = FileManager.default.createFile(atPath: "\(root)/\(log)", contents: nil)
         p.standardOutput = FileHandle(forWritingAtPath: "\(root)/\(log)")
-        p.standardError = FileHandle.nullDevice
+        if let errors {
+            _ = FileManager.default.createFile(atPath: "\(root)/\(errors)", contents: nil)
+            p.standardError = FileHandle(forWritingAtPath: "\(root)/\(errors)")
+        } else {
+            p.standardError = FileHandle.nullDevice
+        }
         try p.run()
         return p
+    }
+
+    /// Runs all three members to the end (calling `afterRound2` once inst01
+    /// printed round 2), then checks that each finished, heard all three
+    /// updates in each of `rounds` rounds, and that every ledger verifies.
+    func runAndCheckRelays(prefix: (String) -> [String], rounds: Int, afterRound2: (() throws -> Void)? = nil) throws {
+        let processes = try Self.ids.map { try start($0, log: "\($0).out", errors: "\($0).err", prefix: prefix($0)) }
+        defer { for p in processes where p.isRunning { p.terminate() } }
+        let deadline = Date().addingTimeInterval(240)
+        if let afterRound2 {
+            while !output("inst01.out").contains("round   2"), processes.allSatisfy(\.isRunning), Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+            try afterRound2()
+        }
+        while processes.contains(where: \.isRunning), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(processes.allSatisfy { !$0.isRunning && $0.terminationStatus == 0 }, "\(processes.map { $0.isRunning ? -1 : $0.terminationStatus }) \(output("inst01.err").suffix(3000))")
+        for id in Self.ids {
+            let lines = output("\(id).out").split(separator: "\n").filter { $0.hasPrefix("round ") }
+            #expect(lines.count == rounds && lines.allSatisfy { $0.contains("heard 3/3") }, "\(id): \(lines)")
+        }
+        let ledgers = Self.ids.map(ledger)
+        for l in ledgers {
+            let (swift, python) = try bothVerifiers(l, ca: ca, against: ledgers.filter { $0 != l })
+            #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
+        }
     }
 
     func output(_ log: String) -> String { (try? String(contentsOfFile: "\(root)/\(log)", encoding: .utf8)) ?? "" }
