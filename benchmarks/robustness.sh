@@ -3,17 +3,17 @@
 # for each Byzantine fraction and aggregation rule, beside the same run with
 # every member honest (same members, seeds and beta). Digits, alpha 0.5, 30 rounds.
 # Usage: bash benchmarks/robustness.sh [MODELS ("logreg mlp")] [FRACTIONS ("1/5 2/10 3/10")]
-#                                      [RULES ("mean trimmed-mean median clipping")] [SEEDS ("0 1 2")]
-#                                      [ATTACKS ("sign-flip gaussian label-flip alie ipm free-rider")]
+#                                      [RULES ("mean trimmed-mean trimmed-mean:no-screen median clipping")] [SEEDS ("0 1 2")]
+#                                      [ATTACKS ("sign-flip gaussian label-flip alie ipm free-rider equivocate")]
 # Prints Markdown tables (one per model and fraction) on standard output.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 models="${1:-logreg mlp}"
 fractions="${2:-1/5 2/10 3/10}"
-rules="${3:-mean trimmed-mean median clipping}"
+rules="${3:-mean trimmed-mean trimmed-mean:no-screen median clipping}"
 seeds="${4:-0 1 2}"
-attacks="${5:-sign-flip gaussian label-flip alie ipm free-rider}"
+attacks="${5:-sign-flip gaussian label-flip alie ipm free-rider equivocate}"
 echo "building flpeer (release)…" >&2
 swift build -c release --product flpeer >&2
 flpeer="$root/.build/release/flpeer"
@@ -25,16 +25,17 @@ for model in $models; do
     k="${fraction%/*}"; n="${fraction#*/}"
     beta=$(python3 -c "import math; print(max(0.2, math.ceil($k / $n * 100) / 100))")
     for rule in $rules; do
+      # RULE:no-screen runs RULE without the validation screen.
+      name_rule="${rule/:/-}"; screen=validation-loss
+      case "$rule" in *:no-screen) screen=none ;; esac
       for seed in $seeds; do
         for attack in none $attacks; do
-          name="$model-$k-$n-$rule-$attack-$seed"
+          name="$model-$k-$n-$name_rule-$attack-$seed"
           echo "$name" >&2
-          if [ "$attack" = none ]; then
-            "$flpeer" demo --dir "$out/$name" --json --peers "$n" --rounds 30 --alpha 0.5 --model "$model" --rule "$rule" --beta "$beta" --seed "$seed" 2>/dev/null > "$out/$name.json" || echo '{}' > "$out/$name.json"
-          else
-            "$flpeer" demo --dir "$out/$name" --json --peers "$n" --rounds 30 --alpha 0.5 --model "$model" --rule "$rule" --beta "$beta" --seed "$seed" \
-              --byzantine "$k" --attack "$attack" 2>/dev/null > "$out/$name.json" || echo '{}' > "$out/$name.json"
-          fi
+          # "none": the same plan (max_byzantine K, same beta) with every member honest.
+          if [ "$attack" = none ]; then who=(--max-byzantine "$k"); else who=(--byzantine "$k" --attack "$attack"); fi
+          "$flpeer" demo --dir "$out/$name" --json --peers "$n" --rounds 30 --alpha 0.5 --model "$model" --rule "${rule%%:*}" --screen "$screen" \
+            --beta "$beta" --seed "$seed" "${who[@]}" 2>/dev/null > "$out/$name.json" || echo '{}' > "$out/$name.json"
           rm -rf "$out/$name"
         done
       done
@@ -49,7 +50,7 @@ def honest(model, k, n, rule, attack):
     vals = []
     for s in seeds:
         try:
-            o = json.load(open(f"{out}/{model}-{k}-{n}-{rule}-{attack}-{s}.json"))
+            o = json.load(open(f"{out}/{model}-{k}-{n}-{rule.replace(':', '-')}-{attack}-{s}.json"))
             vals.append(o["honest_mean_accuracy"])
         except (KeyError, ValueError, FileNotFoundError):
             return None

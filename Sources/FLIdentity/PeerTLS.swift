@@ -83,7 +83,9 @@ public struct PeerTLS: Sendable {
                 return
             }
             let time = clock()
-            Task {
+            // Off the cooperative pool: CPU-bound work there (training, a busy
+            // test run) must not hold a handshake past the peer's patience.
+            Task(executorPreference: VerificationExecutor.shared) {
                 let result = await trust.evaluate(derChain: ders, at: time)
                 verdict.set(result)
                 switch result {
@@ -92,6 +94,20 @@ public struct PeerTLS: Sendable {
                 }
             }
         }
+    }
+}
+
+/// Runs certificate verification on its own dispatch queue (whose thread is
+/// not one of the cooperative pool's, one per core), so handshakes complete
+/// while the pool is busy.
+final class VerificationExecutor: TaskExecutor, @unchecked Sendable {
+    static let shared = VerificationExecutor()
+    private let queue = DispatchQueue(label: "flpeer.certificate-verification")
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        queue.async { job.runSynchronously(on: executor) }
     }
 }
 

@@ -36,6 +36,18 @@ public enum EntryBody {
         }
     }
 
+    /// An update that arrived in time but was dropped by the validation screen.
+    public struct Screened: Sendable, Equatable {
+        public let author: String
+        public let updateHash: String
+        public let validationLoss: Double
+        public init(author: String, updateHash: String, validationLoss: Double) {
+            self.author = author
+            self.updateHash = updateHash
+            self.validationLoss = validationLoss
+        }
+    }
+
     /// An update that arrived after its round had closed here.
     public struct Late: Sendable, Equatable {
         public let author: String
@@ -50,12 +62,13 @@ public enum EntryBody {
 
     /// `late` (optional): updates of earlier rounds that arrived after those rounds closed at this peer.
     public static func aggregate(round: UInt64, included: [Included], rule: String, parameters: [String: Double], resultHash: String,
-                                 scores: [String: Double], late: [Late] = []) -> [UInt8] {
+                                 scores: [String: Double], late: [Late] = [], screened: [Screened] = []) -> [UInt8] {
         var o: [String: Any] = [
             "round": round, "rule": rule, "parameters": parameters, "result_hash": resultHash, "scores": scores,
             "included": included.map { ["author": $0.author, "update_hash": $0.updateHash, "trimmed": $0.trimmed] },
         ]
         if !late.isEmpty { o["late"] = late.map { ["author": $0.author, "round": $0.round, "update_hash": $0.updateHash] } }
+        if !screened.isEmpty { o["screened"] = screened.map { ["author": $0.author, "update_hash": $0.updateHash, "validation_loss": $0.validationLoss] } }
         return encode(o)
     }
 

@@ -124,7 +124,7 @@ public struct PeerConfig: Sendable {
     /// `attack: {kind: sign-flip, scale: 4}` and the like.
     static func parseAttack(_ y: YAMLReader) throws(ConfigError) -> Attack? {
         guard let a = try y.mapping("attack") else { return nil }
-        try a.onlyKeys(["kind", "scale", "sigma", "z", "epsilon"])
+        try a.onlyKeys(["kind", "scale", "sigma", "z", "epsilon", "boost"])
         guard a.child("kind") != nil else {
             throw a.error(a.keyPath("kind"), "is missing", "add 'kind:' with one of: \(Attack.names.joined(separator: ", "))")
         }
@@ -135,7 +135,7 @@ public struct PeerConfig: Sendable {
         case "gaussian": return .gaussian(sigma: try a.double("sigma", default: 1, valid: positive, expectation: "a positive number"))
         case "alie": return .alie(z: a.child("z") == nil ? nil : try a.double("z", default: 1, valid: { $0.isFinite }, expectation: "a number"))
         case "ipm": return .ipm(epsilon: try a.double("epsilon", default: 0.1, valid: positive, expectation: "a positive number"))
-        case "label-flip": return .labelFlip
+        case "label-flip": return .labelFlip(boost: a.child("boost") == nil ? nil : try a.double("boost", default: 1, valid: positive, expectation: "a positive number"))
         case "equivocate": return .equivocate
         default: return .freeRider
         }

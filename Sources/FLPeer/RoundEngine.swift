@@ -23,6 +23,8 @@ public struct RoundReport: Sendable, Codable, Equatable {
     public let validationLoss: Double
     /// Members whose update went into the aggregate (including this peer).
     public let heard: [String]
+    /// Members whose update arrived but the validation screen dropped.
+    public let screened: [String]
     public let members: Int
     /// Coordinates trimmed away from each included member's update.
     public let trimmed: [String: Int]
@@ -35,8 +37,9 @@ public struct RoundReport: Sendable, Codable, Equatable {
     public var line: String {
         let most = trimmed.max { ($0.value, $1.key) < ($1.value, $0.key) }
         let trim = most.map { parameters > 0 && $0.value > 0 ? String(format: "max %.0f%% (%@)", 100 * Double($0.value) / Double(parameters), $0.key) : "none" } ?? "none"
-        return String(format: "round %3d  val acc %.4f  loss %.4f  heard %d/%d  trimmed %@  in %@  out %@  %.3f s",
-                      round, validationAccuracy, validationLoss, heard.count, members, trim, kilobytes(bytesIn), kilobytes(bytesOut), seconds)
+        let screen = screened.isEmpty ? "" : "  screened out \(screened.joined(separator: ","))"
+        return String(format: "round %3d  val acc %.4f  loss %.4f  heard %d/%d%@  trimmed %@  in %@  out %@  %.3f s",
+                      round, validationAccuracy, validationLoss, heard.count + screened.count, members, screen, trim, kilobytes(bytesIn), kilobytes(bytesOut), seconds)
     }
 }
 
@@ -267,7 +270,27 @@ public struct RoundEngine: Sendable {
                 // same updates compute bit-identical aggregates (float sums depend
                 // on order); this peer's own update is the centre of clipping.
                 let me = config.id
-                let ordered = updates  // collect returns them sorted by author
+                var ordered = updates  // collect returns them sorted by author
+                // Validation screen (when the plan expects Byzantine members): drop
+                // up to max_byzantine other members' updates that do worse on this
+                // peer's validation split than the model the round started from,
+                // worst first. Each peer judges with its own data.
+                var screened: [EntryBody.Screened] = []
+                var baseValidationLoss: Double?
+                if plan.screen == "validation-loss" && plan.maxByzantine > 0 {
+                    var probe = model
+                    let baseLoss = model.evaluate(on: validationStd).logLoss
+                    let losses = ordered.map { u -> Double in probe.parameters = u.1; return probe.evaluate(on: validationStd).logLoss }
+                    let worst = ordered.indices.filter { ordered[$0].0.author != me && !(losses[$0] <= baseLoss) }
+                        .sorted { (-losses[$0], ordered[$0].0.author) < (-losses[$1], ordered[$1].0.author) }.prefix(plan.maxByzantine)
+                    let drop = Set(worst)
+                    baseValidationLoss = baseLoss
+                    for i in worst.sorted() {
+                        screened.append(.init(author: ordered[i].0.author, updateHash: ordered[i].0.updateHash, validationLoss: losses[i]))
+                        logger.info("update screened out", metadata: ["author": "\(ordered[i].0.author)", "round": "\(r)", "validation-loss": "\(losses[i])", "base-loss": "\(baseLoss)"])
+                    }
+                    ordered = ordered.indices.filter { !drop.contains($0) }.map { ordered[$0] }
+                }
                 if attack != nil {
                     let base = model.parameters
                     observed = ordered.filter { $0.0.author != me }.map { zip($0.1, base).map { $0 - $1 } }
@@ -279,11 +302,12 @@ public struct RoundEngine: Sendable {
                 if case .trimmedMean(let beta) = rule { parameters["beta"] = beta }
                 if case .boundedTrimmedMean(let beta) = rule { parameters["beta"] = beta }
                 if let tau = stats.tau { parameters["tau"] = tau }
+                if let baseValidationLoss { parameters["base_validation_loss"] = baseValidationLoss }
                 // The aggregate and the checkpoint of all heads (including that aggregate) in one transaction.
                 // Blobs of rounds older than the late window are no longer fetched.
                 if r > 5 { await node.setMinimumRound(UInt64(r - 5)) }
                 // Updates of rounds already closed here that arrived since: recorded as late, never mixed in.
-                included[UInt64(r)] = Set(ordered.map(\.0.author))
+                included[UInt64(r)] = Set(ordered.map(\.0.author) + screened.map(\.author))
                 var late: [EntryBody.Late] = []
                 for (closed, authors) in included where closed < UInt64(r) && closed + 5 >= UInt64(r) {
                     for e in try store.entries(kind: .update, round: closed) where !authors.contains(e.header.author) && !recordedLate.contains("\(e.header.author)#\(closed)") {
@@ -295,7 +319,8 @@ public struct RoundEngine: Sendable {
                 }
                 let aggregate = EntryBody.aggregate(
                     round: UInt64(r), included: ordered.enumerated().map { .init(author: $1.0.author, updateHash: $1.0.updateHash, trimmed: stats.trimmed[$0]) },
-                    rule: plan.rule, parameters: parameters, resultHash: resultHash, scores: [:], late: late.sorted { ($0.round, $0.author) < ($1.round, $1.author) })
+                    rule: plan.rule, parameters: parameters, resultHash: resultHash, scores: [:], late: late.sorted { ($0.round, $0.author) < ($1.round, $1.author) },
+                    screened: screened)
                 // The model is kept in the ledger file's local state in the same
                 // transaction (no file per round); model.safetensors is written at the end.
                 let modelBytes = Safetensors.encode(model.parameterSet, metadata: metadata.merging(["round": "\(r)"]) { $1 })
@@ -313,7 +338,7 @@ public struct RoundEngine: Sendable {
                 let metrics = model.evaluate(on: validationStd)
                 let elapsed = start.duration(to: clock.now)
                 let report = RoundReport(
-                    round: r, validationAccuracy: metrics.accuracy, validationLoss: metrics.logLoss, heard: ordered.map(\.0.author), members: members.count,
+                    round: r, validationAccuracy: metrics.accuracy, validationLoss: metrics.logLoss, heard: ordered.map(\.0.author), screened: screened.map(\.author), members: members.count,
                     trimmed: Dictionary(uniqueKeysWithValues: ordered.enumerated().map { ($1.0.author, stats.trimmed[$0]) }), parameters: output.count,
                     bytesIn: node.traffic.bytesIn - in0, bytesOut: node.traffic.bytesOut - out0,
                     seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
@@ -454,7 +479,8 @@ public struct RoundEngine: Sendable {
                     logger.debug("update accepted", metadata: ["author": "\(author)", "round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
                 }
                 let expected = members.filter { !flagged.contains($0) }
-                if accepted.count >= expected.count { break }
+                for author in flagged where accepted[author] != nil { accepted[author] = nil }
+                if expected.allSatisfy({ accepted[$0] != nil }) { break }
                 // From round 1 on, members nobody here can reach (gone, or cut off)
                 // are not waited for once the quorum is in.
                 if round > 0 && accepted.count >= plan.quorum {

@@ -47,6 +47,12 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "What they do: \(Attack.names.joined(separator: ", ")); a comma-separated list gives one attack per member in turn.")
     var attack: String = "sign-flip"
 
+    @Option(help: "Byzantine members the plan declares (max_byzantine; default: --byzantine). Give it without --byzantine for the same plan with every member honest.")
+    var maxByzantine: Int?
+
+    @Option(help: "validation-loss (each peer drops up to max_byzantine updates that do worse than the round's starting model on its validation split) or none.")
+    var screen: String = "validation-loss"
+
     @Option(help: "Local epochs per round.")
     var localEpochs: Int = 4
 
@@ -70,6 +76,8 @@ struct DemoCommand: AsyncParsableCommand {
         if !(1...10_000).contains(rounds) { throw ValidationError("--rounds must be from 1 to 10000, got \(rounds).") }
         if !(alpha > 0) { throw ValidationError("--alpha must be positive, got \(alpha).") }
         if ModelSpec.Kind(rawValue: model) == nil { throw ValidationError("--model must be logreg or mlp, got '\(model)'.") }
+        if !["validation-loss", "none"].contains(screen) { throw ValidationError("--screen must be validation-loss or none, got '\(screen)'.") }
+        if let m = maxByzantine, m < 0 || m >= peers { throw ValidationError("--max-byzantine must be from 0 to \(peers - 1) (fewer than --peers), got \(m).") }
         if !["trimmed-mean", "bounded-trimmed-mean", "mean", "median", "clipping"].contains(rule) { throw ValidationError("--rule must be trimmed-mean, bounded-trimmed-mean, mean, median or clipping, got '\(rule)'.") }
         if let beta, !(beta >= 0 && beta < 0.5) { throw ValidationError("--beta must be in [0, 0.5), got \(beta).") }
         if !(0..<peers).contains(byzantine) { throw ValidationError("--byzantine must be from 0 to \(peers - 1), got \(byzantine).") }
@@ -92,15 +100,16 @@ struct DemoCommand: AsyncParsableCommand {
 
     func run() async throws {
         let root = try prepareDirectory()
-        let beta = self.beta ?? max(0.2, (Double(byzantine) / Double(peers) * 100).rounded(.up) / 100)
+        let expected = maxByzantine ?? byzantine
+        let beta = self.beta ?? max(0.2, (Double(expected) / Double(peers) * 100).rounded(.up) / 100)
         // Declare the attackers in the plan when the rule can absorb them; otherwise they are unexpected.
         let absorbable = switch rule {
-        case "trimmed-mean", "bounded-trimmed-mean": AggregationRule.trimCount(beta: beta, n: peers) >= byzantine
-        case "mean": byzantine == 0
-        default: 2 * byzantine < peers
+        case "trimmed-mean", "bounded-trimmed-mean": AggregationRule.trimCount(beta: beta, n: peers) >= expected
+        case "mean": expected == 0
+        default: 2 * expected < peers
         }
-        let declared = absorbable ? byzantine : 0
-        if !absorbable { printErr("demo: \(rule) cannot absorb \(byzantine) Byzantine member(s) of \(peers); the plan declares none (an experiment)") }
+        let declared = absorbable ? expected : 0
+        if !absorbable { printErr("demo: \(rule) cannot absorb \(expected) Byzantine member(s) of \(peers); the plan declares none (an experiment)") }
         let dataPath = try Self.resolveData(data)
         let dataset: Dataset
         do {
@@ -157,6 +166,7 @@ struct DemoCommand: AsyncParsableCommand {
               rule: \(rule)
               beta: \(beta)
               max_byzantine: \(declared)
+              screen: \(screen)
               local_epochs: \(localEpochs)\(learningRate.map { "\n  learning_rate: \($0)" } ?? "")
               batch_size: 32
               quorum: \(peers)

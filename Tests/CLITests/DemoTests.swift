@@ -76,6 +76,16 @@ struct DemoTests {
         #expect(robust["beta"] as? Double == 0.25)
         #expect(try String(contentsOfFile: dir.appendingPathComponent("trimmed-mean/network.yaml").path, encoding: .utf8).contains("max_byzantine: 1"))
         #expect(robust["ledger_verified"] as? Bool == true)
+        // Every honest peer's validation screen dropped the attacker's update in every round, and says so in its ledger.
+        for id in ["inst01", "inst02", "inst03"] {
+            let export = try ledgerTool("export", dir.appendingPathComponent("trimmed-mean/state/\(id)/ledger.sqlite").path, "--jsonl")
+            let screened = export.stdout.split(separator: "\n").compactMap { line -> [String]? in
+                guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], o["author"] as? String == id,
+                      o["kind"] as? String == "aggregate", let body = o["body"] as? [String: Any] else { return nil }
+                return (body["screened"] as? [[String: Any]] ?? []).compactMap { $0["author"] as? String }
+            }
+            #expect(screened == Array(repeating: ["inst04"], count: 4), "\(id): \(screened)")
+        }
         let absorbed = try #require(robust["honest_mean_accuracy"] as? Double)
         let wrecked = try #require(try run("mean")["honest_mean_accuracy"] as? Double)
         #expect(absorbed > 0.8 && wrecked < 0.5, "trimmed mean \(absorbed), plain mean \(wrecked)")
@@ -109,7 +119,9 @@ struct DemoTests {
                 guard let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                       o["author"] as? String == id, o["kind"] as? String == "aggregate", let round = (o["round"] as? NSNumber)?.intValue,
                       let body = o["body"] as? [String: Any], let list = body["included"] as? [[String: Any]] else { continue }
-                included[round] = list.compactMap { $0["author"] as? String }
+                // Updates the validation screen dropped arrived too, and are listed apart.
+                let screened = (body["screened"] as? [[String: Any]] ?? []).compactMap { $0["author"] as? String }
+                included[round] = (list.compactMap { $0["author"] as? String } + screened).sorted()
             }
             #expect(included.keys.sorted() == [1, 2, 3, 4], "\(id): \(included)")
             for (round, authors) in included { #expect(authors == honest, "\(id) round \(round): \(authors)") }

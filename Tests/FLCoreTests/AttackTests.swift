@@ -25,13 +25,15 @@ struct AttackTests {
         func send(_ a: Attack) -> [Float] { a.update(local: local, base: base, observed: observed, members: 5, attackers: 1, rng: &rng) }
         #expect(send(.signFlip(scale: 4)) == [-3, 5, 1])
         #expect(send(.freeRider) == base)
-        #expect(send(.labelFlip) == local)
+        #expect(send(.labelFlip(boost: 1)) == local)
+        #expect(send(.labelFlip(boost: 4)) == [5, -3, 1])
+        #expect(send(.labelFlip(boost: nil)) == [6, -4, 1])  // boosted by the 5 members
         #expect(send(.equivocate) == local)  // the round engine signs the second, flipped update
         #expect(send(.ipm(epsilon: 0.5)) == [0, 1, 1])
         #expect(send(.alie(z: 1)) == [2, 0, 1])  // base + μ − 1·σ
         let noisy = send(.gaussian(sigma: 1))
         #expect(noisy != base && noisy.allSatisfy(\.isFinite))
-        #expect(Attack.labelFlip.trainingLabels([0, 1, 9], classes: 10) == [9, 8, 0])
+        #expect(Attack.labelFlip(boost: 4).trainingLabels([0, 1, 9], classes: 10) == [9, 8, 0])
         #expect(Attack.signFlip(scale: 4).trainingLabels([0, 1], classes: 10) == [0, 1])
         #expect(Attack.names.allSatisfy { Attack.named($0)?.name == $0 })
     }

@@ -9,8 +9,11 @@ public enum Attack: Sendable, Equatable, CustomStringConvertible {
     case signFlip(scale: Double)
     /// Sends `base + N(0, σ²)` per coordinate instead of training.
     case gaussian(sigma: Double)
-    /// Trains honestly on labels mapped `y → C − 1 − y`.
-    case labelFlip
+    /// Trains on labels mapped `y → C − 1 − y` and sends
+    /// `base + boost · (local − base)`: explicit boosting (Bhagoji et al.
+    /// 2019), by the number of members when `boost` is nil, so that its step
+    /// would outweigh the others' in a plain mean.
+    case labelFlip(boost: Double?)
     /// "A little is enough" (Baruch, Baruch and Goldberg 2019): `base + μ − z·σ`
     /// with μ, σ the coordinate-wise mean and standard deviation of the honest
     /// deltas it saw in the previous round; `z` from the paper's formula when nil.
@@ -43,7 +46,7 @@ public enum Attack: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .signFlip(let s): "sign-flip(scale=\(s))"
         case .gaussian(let s): "gaussian(sigma=\(s))"
-        case .labelFlip: "label-flip"
+        case .labelFlip(let b): b.map { "label-flip(boost=\($0))" } ?? "label-flip(boost=members)"
         case .alie(let z): z.map { "alie(z=\($0))" } ?? "alie(z=formula)"
         case .ipm(let e): "ipm(epsilon=\(e))"
         case .freeRider: "free-rider"
@@ -51,12 +54,12 @@ public enum Attack: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// The attack with the usual parameters (sign-flip ×4, σ = 1, ε = 0.1).
+    /// The attack with the usual parameters (sign-flip ×4, label-flip boosted by the member count, σ = 1, ε = 0.1).
     public static func named(_ name: String) -> Attack? {
         switch name {
         case "sign-flip": .signFlip(scale: 4)
         case "gaussian": .gaussian(sigma: 1)
-        case "label-flip": .labelFlip
+        case "label-flip": .labelFlip(boost: nil)
         case "alie": .alie(z: nil)
         case "ipm": .ipm(epsilon: 0.1)
         case "free-rider": .freeRider
@@ -75,7 +78,7 @@ public enum Attack: Sendable, Equatable, CustomStringConvertible {
 
     /// Labels as the attacker trains on them.
     public func trainingLabels(_ labels: [Int], classes: Int) -> [Int] {
-        self == .labelFlip ? labels.map { classes - 1 - $0 } : labels
+        if case .labelFlip = self { labels.map { classes - 1 - $0 } } else { labels }
     }
 
     /// The parameters the attacker publishes.
@@ -93,7 +96,10 @@ public enum Attack: Sendable, Equatable, CustomStringConvertible {
             return (0..<d).map { base[$0] - s * (local[$0] - base[$0]) }
         case .gaussian(let sigma):
             return (0..<d).map { base[$0] + Float(sigma * rng.nextGaussian()) }
-        case .labelFlip, .equivocate:
+        case .labelFlip(let boost):
+            let b = Float(boost ?? Double(members))
+            return (0..<d).map { base[$0] + b * (local[$0] - base[$0]) }
+        case .equivocate:
             return local
         case .freeRider:
             return base
