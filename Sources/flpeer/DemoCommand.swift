@@ -62,7 +62,7 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Random seed (data split, model initialisation, training order).")
     var seed: Int = 0
 
-    @Option(help: "full (every pair linked) or line (each member linked to the previous and next only, so most traffic is relayed).")
+    @Option(help: "full (every pair linked), line (each member linked to the previous and next only, so most traffic is relayed) or regular:D (a random connected D-regular graph, seeded by --seed).")
     var topology: String = "full"
 
     @Option(help: "Folder for the consortium's files (must be empty or absent); default: a new temporary folder.")
@@ -87,7 +87,11 @@ struct DemoCommand: AsyncParsableCommand {
         }
         if !(1...1000).contains(localEpochs) { throw ValidationError("--local-epochs must be from 1 to 1000, got \(localEpochs).") }
         if seed < 0 { throw ValidationError("--seed must be zero or positive, got \(seed).") }
-        if !["full", "line"].contains(topology) { throw ValidationError("--topology must be full or line, got '\(topology)'.") }
+        if topology != "full" && topology != "line" {
+            guard topology.hasPrefix("regular:"), let d = Int(topology.dropFirst(8)), d >= 2, d < peers, (d * peers) % 2 == 0 else {
+                throw ValidationError("--topology must be full, line or regular:D (D from 2 to --peers − 1, D·peers even), got '\(topology)'.")
+            }
+        }
         if let learningRate, !(learningRate > 0 && learningRate < 100) { throw ValidationError("--learning-rate must be positive, got \(learningRate).") }
     }
 
@@ -98,18 +102,31 @@ struct DemoCommand: AsyncParsableCommand {
         (0..<peers).map { i in i >= peers - byzantine ? attackNames[(i - (peers - byzantine)) % attackNames.count] : nil }
     }
 
+    /// Each member's neighbours (indices), or nil for a full mesh.
+    var graph: [[Int]]? {
+        if topology == "line" { return Topology.line(n: peers) }
+        if topology.hasPrefix("regular:"), let d = Int(topology.dropFirst(8)) {
+            return Topology.randomRegular(n: peers, degree: d, seed: UInt64(seed) &+ 0x70b0)
+        }
+        return nil
+    }
+
     func run() async throws {
         let root = try prepareDirectory()
+        let graph = self.graph
+        if topology.hasPrefix("regular:") && graph == nil { throw CLIError("no connected \(topology) graph on \(peers) members was found; try another --seed") }
+        // Each peer aggregates its neighbours' updates and its own: the rule must absorb the attackers among the fewest.
+        let inputs = graph.map { $0.map { $0.count + 1 }.min() ?? peers } ?? peers
         let expected = maxByzantine ?? byzantine
-        let beta = self.beta ?? max(0.2, (Double(expected) / Double(peers) * 100).rounded(.up) / 100)
+        let beta = self.beta ?? min(0.49, max(0.2, (Double(expected) / Double(inputs) * 100).rounded(.up) / 100))
         // Declare the attackers in the plan when the rule can absorb them; otherwise they are unexpected.
         let absorbable = switch rule {
-        case "trimmed-mean", "bounded-trimmed-mean": AggregationRule.trimCount(beta: beta, n: peers) >= expected
+        case "trimmed-mean", "bounded-trimmed-mean": AggregationRule.trimCount(beta: beta, n: inputs) >= expected
         case "mean": expected == 0
-        default: 2 * expected < peers
+        default: 2 * expected < inputs
         }
         let declared = absorbable ? expected : 0
-        if !absorbable { printErr("demo: \(rule) cannot absorb \(expected) Byzantine member(s) of \(peers); the plan declares none (an experiment)") }
+        if !absorbable { printErr("demo: \(rule) cannot absorb \(expected) Byzantine member(s) among \(inputs) inputs; the plan declares none (an experiment)") }
         let dataPath = try Self.resolveData(data)
         let dataset: Dataset
         do {
@@ -178,7 +195,7 @@ struct DemoCommand: AsyncParsableCommand {
             """
         try network.write(toFile: "\(root)/network.yaml", atomically: true, encoding: .utf8)
         for (i, (id, port)) in zip(ids, ports).enumerated() {
-            let neighbours = topology == "line" ? "\nneighbours: [\([i - 1, i + 1].filter { ids.indices.contains($0) }.map { ids[$0] }.joined(separator: ", "))]" : ""
+            let neighbours = graph.map { "\nneighbours: [\($0[i].map { ids[$0] }.joined(separator: ", "))]" } ?? ""
             try """
                 network: network.yaml
                 id: \(id)

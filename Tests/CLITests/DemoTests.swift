@@ -57,6 +57,31 @@ struct DemoTests {
         #expect(verify.status == 0 && verify.stdout.contains("3 chains"), "\(verify.stdout)")
     }
 
+    /// A random 2-regular topology (a ring) of five: each peer file lists its two
+    /// neighbours, and every member still hears all five updates each round.
+    @Test func aRandomRegularTopologyIsWrittenAndTrains() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let root = dir.appendingPathComponent("demo").path
+        let r = try flpeer("demo", "--peers", "5", "--rounds", "2", "--topology", "regular:2", "--dir", root, "--json")
+        #expect(r.status == 0, "\(r.stderr)")
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)")
+        #expect(obj["ledger_verified"] as? Bool == true && obj["topology"] as? String == "regular:2")
+        var links = 0
+        for i in 1...5 {
+            let id = "inst0\(i)"
+            let peer = try String(contentsOfFile: "\(root)/\(id).yaml", encoding: .utf8)
+            let line = try #require(peer.split(separator: "\n").first { $0.hasPrefix("neighbours: [") }, "\(peer)")
+            links += line.split(separator: ",").count
+            #expect(line.split(separator: ",").count == 2, "\(line)")
+            let out = try String(contentsOfFile: "\(root)/logs/\(id).out", encoding: .utf8)
+            #expect(out.split(separator: "\n").filter { $0.hasPrefix("round ") && $0.contains("heard 5/5") }.count == 2, "\(out)")
+        }
+        #expect(links == 10)
+        let bad = try flpeer("demo", "--peers", "5", "--topology", "regular:3")
+        #expect(bad.status == 64 && bad.stderr.contains("regular:D"), "\(bad.stderr)")
+    }
+
     /// One sign-flipping member of four: the demo raises beta so the trimmed mean
     /// absorbs it, marks it in the summary, and reports the honest members apart;
     /// the plain mean, given the same attacker, is wrecked (so the attack is real).
