@@ -30,9 +30,12 @@ public actor GossipNode {
     private var announcements: [ContentHash: Announce] = [:]
     /// The last ledger heads each connected member reported (or was pushed).
     private var peerHeads: [String: [ChainHead]] = [:]
-    /// The heads each connected member itself reported (hello, heads
-    /// messages), by author: what echo confirmation compares with.
-    private var reportedHeads: [String: [String: ChainHead]] = [:]
+    /// Chain positions each connected member showed it holds (heads it
+    /// reported in a hello or `ledger-heads`, entries it sent), by author and
+    /// seq: what echo confirmation compares with. Bounded per member.
+    private var reported: [String: [String: [UInt64: ContentHash]]] = [:]
+    /// Conflict pulls already sent, "member|author#seq" (each at most once).
+    private var conflictPulls: Set<String> = []
     /// Members whose link to this node is cut (an injected fault): no dialling,
     /// and their connections are closed after the hello.
     private var cut: Set<String> = []
@@ -309,6 +312,7 @@ public actor GossipNode {
                 logger.info("connected", metadata: ["member": "\(member.institution)", "inbound": "\(inbound)"])
                 for a in announcements.values { send(.announce(a), to: c) }
                 announceNeighbours()
+                record(hello.heads, from: c)
                 requestMissing(hello.heads, from: c)
                 while let message = try await messages.next() {
                     handle(message, from: c)
@@ -322,7 +326,7 @@ public actor GossipNode {
         if let c = registered, connections[c.institution]?.id == c.id {
             connections[c.institution] = nil
             peerHeads[c.institution] = nil
-            reportedHeads[c.institution] = nil
+            reported[c.institution] = nil
             peerNeighbours[c.institution] = nil
             announceNeighbours()
             dropInflight(from: c.institution)
@@ -417,11 +421,14 @@ public actor GossipNode {
             if let f = inflight[hash], f.source == c.institution { retry(hash) }
         case .goodbye(let code, let reason):
             logger.info("goodbye", metadata: ["member": "\(c.institution)", "code": "\(code)", "reason": "\(reason)"])
+            // The other end cut the link (an injected fault): do not redial it.
+            if code == 3 { cut.insert(c.institution) }
         case .hello:
             logger.warning("second hello ignored", metadata: ["member": "\(c.institution)"])
         case .ping, .pong:
             break
         case .ledgerHeads(let heads):
+            record(heads, from: c)
             requestMissing(heads, from: c)
         case .ledgerPull(let author, let after, let fromStart):
             servePull(author: author, after: fromStart ? nil : after, to: c)
@@ -492,22 +499,32 @@ public actor GossipNode {
         }
     }
 
-    /// The authors among `heads` (this node's view of chain heads) that some
-    /// connected neighbour other than the author has not yet reported holding:
-    /// a head at a later position, or the same position with the same hash.
-    /// A round engine waits for this to empty before closing a round, so a
-    /// member that sent different updates to different neighbours is seen.
-    public func unconfirmed(_ heads: [ChainHead]) -> Set<String> {
+    /// The authors among `entries` (chain positions this node holds) that
+    /// some connected neighbour other than the author has not yet shown it
+    /// holds at exactly that position with the same hash. A round engine waits
+    /// for this to empty before closing a round, so a member that sent
+    /// different updates to different neighbours is seen.
+    public func unconfirmed(_ entries: [ChainHead]) -> Set<String> {
         var out = Set<String>()
-        for head in heads {
-            for (neighbour, reported) in reportedHeads where neighbour != head.author && connections[neighbour] != nil {
-                guard let theirs = reported[head.author], theirs.seq > head.seq || (theirs.seq == head.seq && theirs.hash == head.hash) else {
-                    out.insert(head.author)
-                    break
-                }
+        for e in entries {
+            for neighbour in connections.keys where neighbour != e.author && reported[neighbour]?[e.author]?[e.seq] != e.hash {
+                out.insert(e.author)
+                break
             }
         }
         return out
+    }
+
+    /// Positions a neighbour showed it holds (at most 16 per author, 1024 authors).
+    private func record(_ heads: [ChainHead], from c: Connection) {
+        var mine = reported[c.institution] ?? [:]
+        for h in heads where mine[h.author] != nil || mine.count < 1024 {
+            var positions = mine[h.author] ?? [:]
+            positions[h.seq] = h.hash
+            if positions.count > 16, let oldest = positions.keys.min() { positions[oldest] = nil }
+            mine[h.author] = positions
+        }
+        reported[c.institution] = mine
     }
 
     /// Cuts this node's direct links to `members` (an injected fault, for
@@ -551,26 +568,29 @@ public actor GossipNode {
     /// merge turns the pair into fork evidence). `theirs` may name only some
     /// chains (an echo); the others keep what the peer last reported.
     private func requestMissing(_ theirs: [ChainHead], from c: Connection) {
-        guard config.ledger != nil else { return }
+        guard let ledger = config.ledger else { return }
         var known = Dictionary((peerHeads[c.institution] ?? []).map { ($0.author, $0) }, uniquingKeysWith: { a, _ in a })
-        var reported = reportedHeads[c.institution] ?? [:]
-        for head in theirs {
+        for head in theirs where known.count < 1024 || known[head.author] != nil {
+            if let k = known[head.author], k.seq > head.seq { continue }  // an echo of an older position
             known[head.author] = head
-            reported[head.author] = head
         }
         peerHeads[c.institution] = known.values.sorted { $0.author < $1.author }
-        reportedHeads[c.institution] = reported
         let myHeads = Dictionary(ledgerHeads().map { ($0.author, $0) }, uniquingKeysWith: { a, _ in a })
         let mine = myHeads.mapValues(\.seq)
         let now = ContinuousClock.now
         for head in theirs {
-            if let my = myHeads[head.author], my.seq == head.seq, my.hash != head.hash {
-                let after: UInt64? = head.seq == 0 ? nil : head.seq - 1
-                if let pending = pendingPulls[head.author], pending.after == after, now - pending.at < .milliseconds(500) { continue }
-                pendingPulls[head.author] = (after, now)
-                logger.warning("a neighbour holds a different entry at this chain position; pulling it", metadata: [
-                    "author": "\(head.author)", "seq": "\(head.seq)", "from": "\(c.institution)"])
-                send(.ledgerPull(author: head.author, after: after ?? 0, fromStart: after == nil), to: c)
+            // A position this node holds with a different entry: pull the
+            // neighbour's entry there (once), so the merge records the fork.
+            if let my = myHeads[head.author], head.seq <= my.seq {
+                let ours = head.seq == my.seq ? my.hash : (try? ledger.entryHash(author: head.author, seq: head.seq)) ?? nil
+                if let ours, ours != head.hash {
+                    if conflictPulls.count > 4096 { conflictPulls.removeAll() }
+                    if conflictPulls.insert("\(c.institution)|\(head.author)#\(head.seq)").inserted {
+                        logger.warning("a neighbour holds a different entry at this chain position; pulling it", metadata: [
+                            "author": "\(head.author)", "seq": "\(head.seq)", "from": "\(c.institution)"])
+                        send(.ledgerPull(author: head.author, after: head.seq == 0 ? 0 : head.seq - 1, fromStart: head.seq == 0), to: c)
+                    }
+                }
                 continue
             }
             let after = mine[head.author]
@@ -602,6 +622,12 @@ public actor GossipNode {
         guard let ledger = config.ledger, !entries.isEmpty else { return }
         do {
             let ownBefore = ledgerHeads().first { $0.author == config.institution }?.seq
+            // The sender holds what it sent.
+            let positions = entries.compactMap { e -> (kind: UInt8?, head: ChainHead)? in
+                guard let author = WireEntry.author(of: e.header), let seq = WireEntry.seq(of: e.header), let hash = ContentHash(e.hash) else { return nil }
+                return (WireEntry.kind(of: e.header), ChainHead(author: author, seq: seq, hash: hash))
+            }
+            record(positions.map(\.head), from: c)
             let stored = try ledger.merge(entries)
             for author in Set(entries.compactMap { WireEntry.author(of: $0.header) }) { pendingPulls[author] = nil }
             eventSink.yield(.ledgerMerged(from: c.institution, stored: stored))
@@ -612,9 +638,8 @@ public actor GossipNode {
             // Echo: tell every neighbour which update entries this node now
             // holds, so an author that sent different updates to different
             // members is caught within the round (see `unconfirmed`).
-            let updateAuthors = Set(entries.filter { WireEntry.kind(of: $0.header) == WireEntry.updateKind }.compactMap { WireEntry.author(of: $0.header) })
-            if !updateAuthors.isEmpty {
-                let echo = heads.filter { updateAuthors.contains($0.author) }
+            let echo = positions.filter { $0.kind == WireEntry.updateKind }.map(\.head)
+            if !echo.isEmpty {
                 for other in connections.values where other.institution != c.institution { send(.ledgerHeads(echo), to: other) }
             }
             // Relay: tell the other neighbours, except those connected to every
@@ -774,6 +799,16 @@ extension WireEntry {
         let authorLength = Int(header[a]) << 8 | Int(header[a + 1])
         guard header.count >= a + 2 + authorLength else { return nil }
         return String(validating: header[(a + 2)..<(a + 2 + authorLength)], as: UTF8.self)
+    }
+
+    /// The seq of a ledger entry header (after version, consortium and author), if it parses that far.
+    static func seq(of header: [UInt8]) -> UInt64? {
+        guard header.count >= 3 else { return nil }
+        let a = 3 + (Int(header[1]) << 8 | Int(header[2]))
+        guard header.count >= a + 2 else { return nil }
+        let s = a + 2 + (Int(header[a]) << 8 | Int(header[a + 1]))
+        guard header.count >= s + 8 else { return nil }
+        return header[s..<(s + 8)].reduce(0) { $0 << 8 | UInt64($1) }
     }
 
     /// The entry kind byte of a ledger entry header (after seq, prev and round), if it parses that far.

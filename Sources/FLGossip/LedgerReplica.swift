@@ -10,4 +10,6 @@ public protocol LedgerReplica: Sendable {
     func entries(author: String, after: UInt64?, limit: Int) throws -> [WireEntry]
     /// Checks and stores replicated entries; returns how many were new.
     func merge(_ entries: [WireEntry]) throws -> Int
+    /// The hash of the stored entry of `author` at `seq` (its main chain), if held.
+    func entryHash(author: String, seq: UInt64) throws -> ContentHash?
 }

@@ -97,12 +97,12 @@ public struct PeerTLS: Sendable {
     }
 }
 
-/// Runs certificate verification on its own dispatch queue (whose thread is
-/// not one of the cooperative pool's, one per core), so handshakes complete
-/// while the pool is busy.
+/// Runs certificate verification on its own concurrent dispatch queue (whose
+/// threads are not the cooperative pool's, one per core), so handshakes
+/// complete while the pool is busy.
 final class VerificationExecutor: TaskExecutor, @unchecked Sendable {
     static let shared = VerificationExecutor()
-    private let queue = DispatchQueue(label: "flpeer.certificate-verification")
+    private let queue = DispatchQueue(label: "flpeer.certificate-verification", attributes: .concurrent)
 
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)

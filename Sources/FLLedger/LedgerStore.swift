@@ -83,6 +83,13 @@ public final class LedgerStore: Sendable {
         try append(author: author, key: key, time: time, [(kind, round, { _ in body })])[0]
     }
 
+    /// The hash of `author`'s stored entry at `seq`, if any.
+    public func entryHash(author: String, seq: UInt64) throws -> [UInt8]? {
+        try pool.read { db in
+            try Data.fetchOne(db.cachedStatement(sql: "SELECT hash FROM entries WHERE author = ? AND seq = ?"), arguments: [author, Int64(seq)]).map { [UInt8]($0) }
+        }
+    }
+
     /// The entry `append` would add next to `author`'s chain, signed but not
     /// stored (the `equivocate` attack signs a second entry for a position).
     public func draft(author: String, kind: EntryKind, round: UInt64, body: [UInt8], key: Curve25519.Signing.PrivateKey, time: Date = Date()) throws -> LedgerEntry {

@@ -32,6 +32,10 @@ public struct LedgerSync: LedgerReplica {
         }
     }
 
+    public func entryHash(author: String, seq: UInt64) throws -> ContentHash? {
+        try store.entryHash(author: author, seq: seq).flatMap(ContentHash.init)
+    }
+
     public func merge(_ entries: [WireEntry]) throws -> Int {
         var parsed: [LedgerEntry] = []
         for e in entries {

@@ -237,8 +237,14 @@ public struct RoundEngine: Sendable {
             }
             let firstRound = (resumeAfter?.0 ?? 0) + 1
             if firstRound > plan.rounds { try Data(Safetensors.encode(model.parameterSet, metadata: metadata)).write(to: URL(fileURLWithPath: modelPath), options: .atomic) }
+            var linksCut = false
             for r in firstRound..<(plan.rounds + 1) {
                 try Task.checkCancellation()
+                if !config.faults.cutLinks.isEmpty && !linksCut && r > config.faults.cutAfterRound {
+                    linksCut = true
+                    logger.warning("injected fault: cutting links", metadata: ["before-round": "\(r)", "members": "\(config.faults.cutLinks.sorted().joined(separator: ","))"])
+                    await node.cutLinks(to: config.faults.cutLinks)
+                }
                 let start = clock.now
                 let (in0, out0) = (node.traffic.bytesIn, node.traffic.bytesOut)
                 let baseHash = model.parameterSet.sha256Hex()
@@ -280,8 +286,9 @@ public struct RoundEngine: Sendable {
                 if plan.screen == "validation-loss" && plan.maxByzantine > 0 {
                     var probe = model
                     let baseLoss = model.evaluate(on: validationStd).logLoss
-                    let losses = ordered.map { u -> Double in probe.parameters = u.1; return probe.evaluate(on: validationStd).logLoss }
-                    let worst = ordered.indices.filter { ordered[$0].0.author != me && !(losses[$0] <= baseLoss) }
+                    // A loss that is not a number counts as the worst.
+                    let losses = ordered.map { u -> Double in probe.parameters = u.1; let l = probe.evaluate(on: validationStd).logLoss; return l.isNaN ? .infinity : l }
+                    let worst = ordered.indices.filter { ordered[$0].0.author != me && losses[$0] > baseLoss }
                         .sorted { (-losses[$0], ordered[$0].0.author) < (-losses[$1], ordered[$1].0.author) }.prefix(plan.maxByzantine)
                     let drop = Set(worst)
                     baseValidationLoss = baseLoss
@@ -309,8 +316,11 @@ public struct RoundEngine: Sendable {
                 // Updates of rounds already closed here that arrived since: recorded as late, never mixed in.
                 included[UInt64(r)] = Set(ordered.map(\.0.author) + screened.map(\.author))
                 var late: [EntryBody.Late] = []
+                // Members with fork evidence were dropped, not late.
+                let forked = Set(try store.flaggedAuthors(caCertificate: ca))
                 for (closed, authors) in included where closed < UInt64(r) && closed + 5 >= UInt64(r) {
-                    for e in try store.entries(kind: .update, round: closed) where !authors.contains(e.header.author) && !recordedLate.contains("\(e.header.author)#\(closed)") {
+                    for e in try store.entries(kind: .update, round: closed) where !authors.contains(e.header.author) && !forked.contains(e.header.author)
+                        && !recordedLate.contains("\(e.header.author)#\(closed)") {
                         recordedLate.insert("\(e.header.author)#\(closed)")
                         let hash = EntryBody.decode(e.body)?["update_hash"] as? String ?? ""
                         late.append(.init(author: e.header.author, round: closed, updateHash: hash))
@@ -329,10 +339,6 @@ public struct RoundEngine: Sendable {
                     (.checkpoint, UInt64(r), { heads in EntryBody.checkpoint(heads: try heads().map { (author: $0.key, seq: $0.value.seq, hash: $0.value.hash) }) }),
                 ], state: ["model": modelBytes])
                 await node.ledgerChanged()
-                if !config.faults.cutLinks.isEmpty && r == config.faults.cutAfterRound {
-                    logger.warning("injected fault: cutting links", metadata: ["round": "\(r)", "members": "\(config.faults.cutLinks.sorted().joined(separator: ","))"])
-                    await node.cutLinks(to: config.faults.cutLinks)
-                }
                 if r == plan.rounds { try Data(modelBytes).write(to: URL(fileURLWithPath: modelPath), options: .atomic) }
 
                 let metrics = model.evaluate(on: validationStd)
@@ -479,7 +485,9 @@ public struct RoundEngine: Sendable {
                     logger.debug("update accepted", metadata: ["author": "\(author)", "round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
                 }
                 let expected = members.filter { !flagged.contains($0) }
-                for author in flagged where accepted[author] != nil { accepted[author] = nil }
+                for author in flagged where accepted[author] != nil {
+                    accepted[author] = nil
+                }
                 if expected.allSatisfy({ accepted[$0] != nil }) { break }
                 // From round 1 on, members nobody here can reach (gone, or cut off)
                 // are not waited for once the quorum is in.
@@ -510,20 +518,27 @@ public struct RoundEngine: Sendable {
             // different updates is caught, and its fork becomes evidence), at
             // most `echoWait`; then members with evidence against them are dropped.
             let confirmBy = clock.now + RoundEngine.echoWait
+            var checkedFlags = clock.now
             while true {
                 try Task.checkCancellation()
-                flagged = Set(try store.flaggedAuthors(caCertificate: ca))
-                for author in flagged where accepted[author] != nil {
-                    accepted[author] = nil
-                    logger.warning("update dropped: its author signed two different entries for one ledger position", metadata: ["author": "\(author)", "round": "\(round)"])
-                }
                 let pending = await node.unconfirmed(positions.filter { accepted[$0.key] != nil }.map(\.value))
-                if pending.isEmpty { break }
-                if clock.now >= confirmBy {
-                    logger.info("closing the round before every neighbour confirmed", metadata: ["round": "\(round)", "unconfirmed": "\(pending.sorted().joined(separator: ","))"])
+                let done = pending.isEmpty || clock.now >= confirmBy
+                // Evidence is checked at the end, and every 25 ms while waiting (a conflict may be resolving).
+                if done || clock.now - checkedFlags >= .milliseconds(25) {
+                    checkedFlags = clock.now
+                    flagged = Set(try store.flaggedAuthors(caCertificate: ca))
+                    for author in flagged where accepted[author] != nil {
+                        accepted[author] = nil
+                        logger.warning("update dropped: its author signed two different entries for one ledger position", metadata: ["author": "\(author)", "round": "\(round)"])
+                    }
+                }
+                if done {
+                    if !pending.isEmpty {
+                        logger.info("closing the round before every neighbour confirmed", metadata: ["round": "\(round)", "unconfirmed": "\(pending.sorted().joined(separator: ","))"])
+                    }
                     break
                 }
-                try await Task.sleep(for: .milliseconds(1))
+                try await Task.sleep(for: .milliseconds(2))
             }
             return accepted.values.sorted { $0.0.author < $1.0.author }
         }

@@ -3,7 +3,7 @@ import Testing
 
 @Suite("demo topologies")
 struct TopologyTests {
-    @Test("random regular graphs are regular, simple, connected and seeded", arguments: [(20, 4), (10, 3), (6, 2), (5, 4)])
+    @Test("random regular graphs are regular, simple, connected and seeded", arguments: [(20, 4), (10, 3), (6, 2), (5, 4), (12, 11), (16, 9), (40, 7)])
     func randomRegular(n: Int, d: Int) throws {
         let g = try #require(Topology.randomRegular(n: n, degree: d, seed: 7))
         #expect(g.count == n)
