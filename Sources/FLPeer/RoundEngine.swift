@@ -278,18 +278,29 @@ public struct RoundEngine: Sendable {
                 let me = config.id
                 var ordered = updates  // collect returns them sorted by author
                 // Validation screen (when the plan expects Byzantine members): drop
-                // up to max_byzantine other members' updates that do worse on this
-                // peer's validation split than the model the round started from,
-                // worst first. Each peer judges with its own data.
+                // up to max_byzantine other members' updates (fewer by the members
+                // already excluded for equivocating) that barely move the model
+                // (a step under a tenth of the median step: no training) or do
+                // worse on this peer's validation split than the model the round
+                // started from, those first, then worst loss first. Each peer
+                // judges with its own data.
                 var screened: [EntryBody.Screened] = []
                 var baseValidationLoss: Double?
-                if plan.screen == "validation-loss" && plan.maxByzantine > 0 {
+                let budget = plan.maxByzantine - (plan.maxByzantine > 0 ? members.filter(Set(try store.flaggedAuthors(caCertificate: ca)).contains).count : 0)
+                if plan.screen == "validation-loss" && budget > 0 {
                     var probe = model
                     let baseLoss = model.evaluate(on: validationStd).logLoss
                     // A loss that is not a number counts as the worst.
                     let losses = ordered.map { u -> Double in probe.parameters = u.1; let l = probe.evaluate(on: validationStd).logLoss; return l.isNaN ? .infinity : l }
-                    let worst = ordered.indices.filter { ordered[$0].0.author != me && losses[$0] > baseLoss }
-                        .sorted { (-losses[$0], ordered[$0].0.author) < (-losses[$1], ordered[$1].0.author) }.prefix(plan.maxByzantine)
+                    let steps = ordered.map { u in u.1.withUnsafeBufferPointer { a in baseParameters.withUnsafeBufferPointer { VectorMath.squaredDistance(a, $0).squareRoot() } } }
+                    let sortedSteps = steps.sorted()
+                    let medianStep = sortedSteps[sortedSteps.count / 2]
+                    let idle: [Bool] = steps.map { $0 < 0.1 * medianStep }
+                    let rank: [Int] = idle.map { $0 ? 0 : 1 }
+                    let candidates: [Int] = ordered.indices.filter { ordered[$0].0.author != me && (idle[$0] || losses[$0] > baseLoss) }
+                    let worst = candidates.sorted { (i: Int, j: Int) -> Bool in
+                        (rank[i], -losses[i], ordered[i].0.author) < (rank[j], -losses[j], ordered[j].0.author)
+                    }.prefix(budget)
                     let drop = Set(worst)
                     baseValidationLoss = baseLoss
                     for i in worst.sorted() {
