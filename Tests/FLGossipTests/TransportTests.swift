@@ -80,7 +80,7 @@ struct TransportTests {
             expected = "not-tls"
         }
         defer { clientTask?.cancel() }
-        let event = await waitFor(bob) { if case .rejected(_, let code, _) = $0 { code == expected } else { false } }
+        let event = await waitFor(bob, timeout: .seconds(60)) { if case .rejected(_, let code, _) = $0 { code == expected } else { false } }
         #expect(event != nil, "bob never rejected with \(expected); logs: \(logs.all.map { "\($0.message) \($0.metadata)" })")
         #expect(logs.all.contains { $0.message == "connection rejected" && $0.metadata["reason"] == expected && $0.metadata["peer"] == "bob" })
         #expect(await bob.connectedPeers().isEmpty)
