@@ -34,6 +34,10 @@ public struct GossipConfig: Sendable {
     /// Reconnect backoff: base · 2^attempt, capped, times a jitter in [0.5, 1).
     public var backoffBase: Duration = .milliseconds(100)
     public var backoffCap: Duration = .seconds(10)
+    /// Anti-entropy: this often, a node whose ledger heads changed since the
+    /// last tick sends them to every neighbour (a safety net under push,
+    /// relay and pull; a neighbour that is behind pulls).
+    public var headsInterval: Duration = .seconds(2)
     /// The ledger whose chains this node replicates, if any.
     public var ledger: (any LedgerReplica)?
     /// Seeds the reconnect jitter.

@@ -117,7 +117,14 @@ public actor GossipNode {
                 for target in config.dial {
                     group.addTask { await self.dialLoop(target) }
                 }
-                if config.dial.isEmpty {
+                if config.ledger != nil {
+                    group.addTask {
+                        while !Task.isCancelled {
+                            try? await Task.sleep(for: self.config.headsInterval)
+                            await self.antiEntropy()
+                        }
+                    }
+                } else if config.dial.isEmpty {
                     group.addTask { while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) } }
                 }
             }
@@ -454,6 +461,28 @@ public actor GossipNode {
         }
     }
 
+    /// The heads the last anti-entropy tick saw, and the neighbours it sent them to.
+    private var lastTickHeads: [ChainHead] = []
+    private var lastTickSentTo: Set<String> = []
+
+    /// Sends this node's heads to every neighbour that has not had them from
+    /// a tick since they last changed. Push, relay and pull move entries
+    /// quickly; this bounds how long a neighbour can stay behind when one of
+    /// those messages crossed another (a refused push, a pull answered from
+    /// a relay that was itself still behind).
+    func antiEntropy() {
+        guard !stopping else { return }
+        let heads = ledgerHeads()
+        if heads != lastTickHeads {
+            lastTickHeads = heads
+            lastTickSentTo = []
+        }
+        for c in connections.values where !lastTickSentTo.contains(c.institution) {
+            send(.ledgerHeads(heads), to: c)
+            lastTickSentTo.insert(c.institution)
+        }
+    }
+
     /// Tells every connected member that this node's ledger changed (after a
     /// local append): pushes the entries a member is known to lack (saving it
     /// a pull round trip), and sends the heads so it can pull anything else.
@@ -631,6 +660,18 @@ public actor GossipNode {
             let stored = try ledger.merge(entries)
             for author in Set(entries.compactMap { WireEntry.author(of: $0.header) }) { pendingPulls[author] = nil }
             eventSink.yield(.ledgerMerged(from: c.institution, stored: stored))
+            // A chain whose entries here start past this node's head + 1 (a
+            // push that assumed more than this node holds): pull the gap from
+            // the sender. (Entries that start right after the head and were
+            // refused diverge from it, a fork: pulling again would loop.)
+            let held = Dictionary(ledgerHeads().map { ($0.author, $0.seq) }, uniquingKeysWith: max)
+            let byAuthor = Dictionary(grouping: positions.map(\.head), by: \.author)
+            let gaps = byAuthor.compactMap { author, heads -> ChainHead? in
+                guard let first = heads.map(\.seq).min(), let last = heads.max(by: { $0.seq < $1.seq }) else { return nil }
+                let next = held[author].map { $0 + 1 } ?? 0
+                return first > next ? last : nil
+            }
+            if !gaps.isEmpty { requestMissing(gaps, from: c) }
             guard stored > 0 else { return }
             let heads = ledgerHeads()
             // The merge signed evidence into this node's own chain: push it now.
