@@ -16,9 +16,11 @@ seeds="${4:-0 1 2}"
 attacks="${5:-sign-flip gaussian label-flip alie ipm free-rider equivocate}"
 echo "building flpeer (release)…" >&2
 swift build -c release --product flpeer >&2
-flpeer="$root/.build/release/flpeer"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
+# A copy, so rebuilding while the matrix runs does not change the binary under it.
+cp "$root/.build/release/flpeer" "$out/flpeer"
+flpeer="$out/flpeer"
 
 for model in $models; do
   for fraction in $fractions; do
@@ -35,7 +37,11 @@ for model in $models; do
           # "none": the same plan (max_byzantine K, same beta) with every member honest.
           if [ "$attack" = none ]; then who=(--max-byzantine "$k"); else who=(--byzantine "$k" --attack "$attack"); fi
           "$flpeer" demo --dir "$out/$name" --json --peers "$n" --rounds 30 --alpha 0.5 --model "$model" --rule "${rule%%:*}" --screen "$screen" \
-            --beta "$beta" --seed "$seed" "${who[@]}" 2>/dev/null > "$out/$name.json" || echo '{}' > "$out/$name.json"
+            --beta "$beta" --seed "$seed" "${who[@]}" 2> "$out/$name.err" > "$out/$name.json" || {
+            echo '{}' > "$out/$name.json"
+            echo "  $name failed; the last lines it printed:" >&2
+            tail -n 5 "$out/$name.err" | sed 's/^/    /' >&2
+          }
           rm -rf "$out/$name"
         done
       done

@@ -263,7 +263,7 @@ struct DemoTests {
         #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
     }
 
-    /// inst03 is slower than the 2 s round deadline in rounds 2 and 3: the
+    /// inst03 is slower than the 4 s round deadline in rounds 2 and 3: the
     /// others close those rounds without it (quorum 2 of 3), record its updates
     /// as late in their next aggregate entries, and include it again once it
     /// has caught up (it skips waiting: the others' updates are already there).
@@ -271,8 +271,8 @@ struct DemoTests {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 8\n"), ("quorum: 3", "quorum: 2"),
-                                                ("round_deadline_seconds: 30", "round_deadline_seconds: 2")],
-                                extra: ["inst03": "faults:\n  slow_rounds: [2, 3]\n  slow_seconds: 4.5\n"])
+                                                ("round_deadline_seconds: 30", "round_deadline_seconds: 4")],
+                                extra: ["inst03": "faults:\n  slow_rounds: [2, 3]\n  slow_seconds: 8\n"])
         let ids = JoinCluster.ids
         let processes = try ids.map { try c.start($0, log: "\($0).out") }
         defer { for p in processes where p.isRunning { p.terminate() } }
