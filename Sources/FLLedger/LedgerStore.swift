@@ -131,6 +131,12 @@ public final class LedgerStore: Sendable {
                                          timeMillis: Int64((time.timeIntervalSince1970 * 1000).rounded()), bodyLength: 0)
                 let entry = try LedgerEntry.make(header: header, body: try p.body({ try LedgerSchema.heads(db) }), key: key)
                 try LedgerSchema.insert(entry, into: db)
+                // The first chain begun here is the file's owner: a verifier
+                // expects the owner's chain (and its checkpoints) complete, and
+                // other chains possibly behind (replication lag).
+                if p.kind == .genesis {
+                    try db.execute(sql: "INSERT OR IGNORE INTO meta(key, value) VALUES ('owner', ?)", arguments: [author])
+                }
                 out.append(entry)
             }
             return out

@@ -82,6 +82,15 @@ public enum LedgerVerifier {
         }
     }
 
+    /// The member whose peer wrote the file (meta key `owner`), if recorded.
+    static func owner(_ path: String) -> String? {
+        var config = Configuration()
+        config.readonly = true
+        return try? DatabaseQueue(path: path, configuration: config).read { db in
+            try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'owner'")
+        }
+    }
+
     /// Verifies `path`; `others` are replicas from other peers, whose chains
     /// must agree with this one and whose checkpoints reveal truncation and rollback.
     public static func verify(path: String, caCertificate: Certificate, against others: [String] = []) throws -> VerificationReport {
@@ -180,7 +189,8 @@ public enum LedgerVerifier {
                 }
             }
         }
-        checkpoints(parsed.map { ($0.0.author, $0.0.seq, $0.2, $0.1.kind) }, against: chains, source: "", find: find)
+        let owner = owner(path)
+        checkpoints(parsed.map { ($0.0.author, $0.0.seq, $0.2, $0.1.kind) }, against: chains, owner: owner, source: "", find: find)
         equivocations(rows: rows, forks: forks, parsed: parsed, keys: keys, consortium: consortium, find: find)
 
         for other in others {
@@ -199,7 +209,7 @@ public enum LedgerVerifier {
                 guard let h = try? EntryHeader.decode(r.header), h.kind == .checkpoint, let b = EntryBody.decode(r.body) else { return nil }
                 return (r.author, r.seq, b, h.kind)
             }
-            checkpoints(otherParsed, against: chains, source: " (checkpoint in \(other))", find: find)
+            checkpoints(otherParsed, against: chains, owner: owner, source: " (checkpoint in \(other))", find: find)
         }
 
         report.chains = chains.count
@@ -248,9 +258,13 @@ public enum LedgerVerifier {
         }
     }
 
-    /// Every head a checkpoint names must be in the chain with that hash.
+    /// Every head a checkpoint names that the chain holds must have that
+    /// hash. A head the chain lacks is truncation or rollback when the file
+    /// must hold it: a head of the file owner's own chain, or one named by the
+    /// owner's own checkpoint in this file (or any head, when the file records
+    /// no owner); otherwise the file is only behind (replication lag).
     static func checkpoints(_ entries: [(String, Int64, [String: Any], EntryKind)], against chains: [String: [StoredRow]],
-                            source: String, find: (String, Int64, String, String, String) -> Void) {
+                            owner: String?, source: String, find: (String, Int64, String, String, String) -> Void) {
         for (author, seq, body, kind) in entries where kind == .checkpoint {
             for head in body["heads"] as? [[String: Any]] ?? [] {
                 guard let a = head["author"] as? String, let s = (head["seq"] as? NSNumber)?.int64Value, let h = head["hash"] as? String else { continue }
@@ -259,7 +273,7 @@ public enum LedgerVerifier {
                     if hex(row.hash) != h {
                         find(a, s, "checkpoint-agrees", "hash \(h.prefix(12)) as checkpointed by \(author)#\(seq)\(source)", hex(row.hash.prefix(6)))
                     }
-                } else {
+                } else if owner == nil || a == owner || (author == owner && source.isEmpty) {
                     find(a, s, "not-truncated", "entry \(a)#\(s) (checkpointed by \(author)#\(seq)\(source))",
                          "chain ends at seq \(chain.last.map { "\($0.seq)" } ?? "none")")
                 }

@@ -84,6 +84,56 @@ struct LedgerTests {
         #expect(try f.stores["b"]!.entries(author: "a", after: 4).map(\.header.seq) == [5, 6])
     }
 
+    /// A member that appended after another stopped leaves that replica
+    /// behind: lag, not a finding. The owner's own chain missing an entry
+    /// another member checkpointed is a rollback, and both verifiers say so.
+    @Test func aLaggingReplicaVerifiesButARolledBackOwnChainDoesNot() throws {
+        let f = try LedgerFixture(rounds: 1)
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        let b = f.stores["b"]!, c = f.stores["c"]!
+        // b appends an evidence-like late entry that only c pulls; c checkpoints it.
+        try b.append(author: "b", kind: .update, round: 2, body: EntryBody.update(
+            round: 2, baseHash: "00", updateHash: "33", samples: 1, codec: "f32", metrics: [:]), key: f.keys["b"]!)
+        _ = try c.merge(try b.allEntries(), caCertificate: f.ca.certificate)
+        let heads = try c.heads().map { (author: $0.key, seq: $0.value.seq, hash: $0.value.hash) }
+        try c.append(author: "c", kind: .checkpoint, round: 2, body: EntryBody.checkpoint(heads: heads), key: f.keys["c"]!)
+        // a never got b's or c's last entries: behind, and intact.
+        let lagging = try LedgerVerifier.verify(path: f.path("a"), caCertificate: f.ca.certificate, against: [f.path("b"), f.path("c")])
+        #expect(lagging.findings.isEmpty, "\(lagging.findings)")
+        #expect(try pythonRules(f, f.path("a"), against: [f.path("b"), f.path("c")]).isEmpty)
+        // b's file rolled back to before its own last entry: c's checkpoint names it.
+        let copy = "\(f.dir)/b-old.sqlite"
+        try f.stores["a"]!.backup(to: copy)
+        try setOwner(copy, "b")
+        let rolledBack = try LedgerVerifier.verify(path: copy, caCertificate: f.ca.certificate, against: [f.path("c")])
+        #expect(rolledBack.findings.map(\.rule) == ["not-truncated"] && rolledBack.findings.first?.author == "b", "\(rolledBack.findings)")
+        #expect(try pythonRules(f, copy, against: [f.path("c")]) == ["not-truncated"])
+    }
+
+    /// The rules ledger-tools/verify_ledger.py reports (the independent verifier).
+    private func pythonRules(_ f: LedgerFixture, _ path: String, against: [String]) throws -> [String] {
+        let caPath = "\(f.dir)/ca.pem"
+        try PEMFiles.pem(f.ca.certificate).write(toFile: caPath, atomically: true, encoding: .utf8)
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("ledger-tools/verify_ledger.py").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", script, path, "--ca", caPath, "--json"] + against.flatMap { ["--against", $0] }
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        return (obj?["findings"] as? [[String: Any]] ?? []).compactMap { $0["rule"] as? String }
+    }
+
+    private func setOwner(_ path: String, _ owner: String) throws {
+        let db = try DatabaseQueue(path: path)
+        try db.write { try $0.execute(sql: "UPDATE meta SET value = ? WHERE key = 'owner'", arguments: [owner]) }
+        try db.close()
+    }
+
     @Test func mergeRefusesForgeriesAndKeepsForksAsEvidence() throws {
         let f = try LedgerFixture(rounds: 1)
         defer { try? FileManager.default.removeItem(atPath: f.dir) }
