@@ -1,0 +1,142 @@
+/// Scores each update of a round by its Shapley value within the round
+/// (GTG-Shapley style, Liu et al. 2022): the players are the round's
+/// updates, a coalition's model is the coalition aggregated with the deployed
+/// rule, and its utility is how much that model lowers the assessor's
+/// validation loss below the round's starting model. Exact up to
+/// `exactUpTo` players; above that, sampled permutations with within-round
+/// truncation and early stopping, seeded so that every run is repeatable.
+///
+/// Before the game, gates give an update zero for the round and keep it out
+/// of the game (docs/credits.md):
+/// - `echo`: its step is under a tenth of the median step (it sent back the
+///   model it received);
+/// - `replay`: its step is within a fifth of the previous round's aggregate
+///   change (it re-sent the last change instead of training);
+/// - `copy`: its step is within 1 % of another update's step;
+/// - `trimmed`: the rule trimmed it in more than half of the coordinates it
+///   would not trim anyway (more than 0.5 + β of all coordinates).
+public enum ContributionScorer {
+    /// The scoring rule and its version, recorded in every aggregate entry.
+    public static let ruleVersion = "gtg-shapley/1"
+
+    public enum Gate: String, Sendable, Codable, CaseIterable {
+        case echo, replay, copy, trimmed
+    }
+
+    /// Gate thresholds (relative step lengths), part of `ruleVersion`.
+    public static let echoBelow: Float = 0.1
+    public static let replayWithin: Float = 0.2
+    public static let copyWithin: Float = 0.01
+
+    /// Which updates a gate stops, with the reason (nil: scored).
+    /// - Parameters:
+    ///   - updates: the included updates (full models).
+    ///   - base: the model the round started from.
+    ///   - previousChange: base minus the previous round's starting model (nil in round 1).
+    ///   - trimmed: coordinates the rule trimmed from each update.
+    ///   - beta: the rule's trim fraction per side (0 for rules that do not trim).
+    public static func gates(updates: [[Float]], base: [Float], previousChange: [Float]?, trimmed: [Int], beta: Double) -> [Gate?] {
+        let steps = updates.map { u in zip(u, base).map { $0 - $1 } }
+        let norms = steps.map { norm($0) }
+        let sortedNorms = norms.sorted()
+        let median = sortedNorms.isEmpty ? 0 : sortedNorms[sortedNorms.count / 2]
+        let previousNorm = previousChange.map { norm($0) } ?? 0
+        let d = base.count
+        return steps.indices.map { i -> Gate? in
+            if norms[i] <= echoBelow * median { return .echo }
+            if let previousChange, previousNorm > 0, distance(steps[i], previousChange) <= replayWithin * previousNorm { return .replay }
+            for j in steps.indices where j != i && norms[j] > 0 && distance(steps[i], steps[j]) <= copyWithin * norms[j] { return .copy }
+            if d > 0, i < trimmed.count, Double(trimmed[i]) > (0.5 + beta) * Double(d) { return .trimmed }
+            return nil
+        }
+    }
+
+    /// The Shapley values of `players` players under `utility`, which maps a
+    /// coalition (sorted player indices) to its utility; the empty
+    /// coalition's utility is taken as 0.
+    public struct Values: Sendable, Equatable {
+        public var values: [Double]
+        /// Distinct coalitions evaluated.
+        public var evaluations: Int
+        /// Permutations sampled (0 when exact).
+        public var permutations: Int
+        public var exact: Bool
+    }
+
+    public static func shapley(players n: Int, seed: UInt64, exactUpTo: Int = 10, tolerance: Double = 0.01,
+                               utility: ([Int]) -> Double) -> Values {
+        precondition(n <= 62, "at most 62 players")
+        guard n > 0 else { return Values(values: [], evaluations: 0, permutations: 0, exact: true) }
+        var cache: [UInt64: Double] = [0: 0]
+        func u(_ mask: UInt64) -> Double {
+            if let v = cache[mask] { return v }
+            let members = (0..<n).filter { mask & (1 << UInt64($0)) != 0 }
+            let v = utility(members)
+            cache[mask] = v
+            return v
+        }
+        if n <= exactUpTo {
+            // φ_i = Σ_{S ∌ i} |S|!(n−|S|−1)!/n! · (u(S ∪ {i}) − u(S))
+            var weight = [Double](repeating: 0, count: n)
+            for s in 0..<n { weight[s] = 1 / (Double(n) * binomial(n - 1, s)) }
+            var phi = [Double](repeating: 0, count: n)
+            let full = (UInt64(1) << UInt64(n)) - 1
+            for mask in 0...full {
+                let size = mask.nonzeroBitCount
+                for i in 0..<n where mask & (1 << UInt64(i)) == 0 {
+                    phi[i] += weight[size] * (u(mask | (1 << UInt64(i))) - u(mask))
+                }
+            }
+            return Values(values: phi, evaluations: cache.count - 1, permutations: 0, exact: true)
+        }
+        // Sampled permutations (GTG-Shapley): within a permutation, once the
+        // prefix is within `tolerance` of the grand coalition's utility the
+        // remaining marginals count as 0; stop when the estimates moved less
+        // than `tolerance` (relative, mean over players) over the last
+        // `window` permutations, after at least `minimum`.
+        var rng = SeededGenerator(seed: seed, stream: "gtg-shapley")
+        let full = (UInt64(1) << UInt64(n)) - 1
+        let grand = u(full)
+        var sum = [Double](repeating: 0, count: n)
+        var history: [[Double]] = []
+        let window = 5, minimum = 10, maximum = 50 + 5 * n
+        var k = 0
+        while k < maximum {
+            k += 1
+            var order = Array(0..<n)
+            rng.shuffle(&order)
+            var mask: UInt64 = 0
+            var previous = 0.0
+            for i in order {
+                if abs(grand - previous) < tolerance * abs(grand) { break }
+                mask |= 1 << UInt64(i)
+                let v = u(mask)
+                sum[i] += v - previous
+                previous = v
+            }
+            let estimate = sum.map { $0 / Double(k) }
+            history.append(estimate)
+            if k >= minimum, history.count > window {
+                let old = history[history.count - 1 - window]
+                let scale = estimate.map(abs).reduce(0, +) / Double(n) + 1e-12
+                let moved = zip(estimate, old).map { abs($0 - $1) }.reduce(0, +) / Double(n)
+                if moved / scale < tolerance { break }
+            }
+        }
+        return Values(values: sum.map { $0 / Double(k) }, evaluations: cache.count - 1, permutations: k, exact: false)
+    }
+
+    static func binomial(_ n: Int, _ k: Int) -> Double {
+        var r = 1.0
+        for i in 0..<k { r = r * Double(n - i) / Double(i + 1) }
+        return r
+    }
+
+    static func norm(_ v: [Float]) -> Float {
+        v.withUnsafeBufferPointer { a in VectorMath.squaredNorm(a).squareRoot() }
+    }
+
+    static func distance(_ a: [Float], _ b: [Float]) -> Float {
+        Float(a.withUnsafeBufferPointer { x in b.withUnsafeBufferPointer { VectorMath.squaredDistance(x, $0).squareRoot() } })
+    }
+}

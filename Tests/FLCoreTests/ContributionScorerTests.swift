@@ -1,0 +1,59 @@
+import FLCore
+import Testing
+
+@Suite("contribution scoring")
+struct ContributionScorerTests {
+    /// In an additive game each player's Shapley value is its own worth.
+    @Test func anAdditiveGameGivesEachPlayerItsWorth() {
+        let worth = [3.0, -1.0, 0.5, 2.0, 0.0]
+        let v = ContributionScorer.shapley(players: 5, seed: 1) { s in s.map { worth[$0] }.reduce(0, +) }
+        #expect(v.exact && v.evaluations == 31)
+        for (a, b) in zip(v.values, worth) { #expect(abs(a - b) < 1e-12) }
+    }
+
+    /// Efficiency and symmetry on a non-additive game: the values sum to the
+    /// grand coalition's utility, and two interchangeable players get the same.
+    @Test func valuesAreEfficientAndSymmetric() {
+        // Utility saturates: the square root of the number of "useful" players (0, 1, 2), plus player 3's fixed 0.3.
+        let utility: ([Int]) -> Double = { s in Double(s.filter { $0 < 3 }.count).squareRoot() + (s.contains(3) ? 0.3 : 0) }
+        let v = ContributionScorer.shapley(players: 4, seed: 1, utility: utility)
+        #expect(abs(v.values.reduce(0, +) - utility([0, 1, 2, 3])) < 1e-12)
+        #expect(abs(v.values[0] - v.values[1]) < 1e-12 && abs(v.values[1] - v.values[2]) < 1e-12)
+        #expect(abs(v.values[3] - 0.3) < 1e-12)
+        #expect(abs(v.values[0] - 3.0.squareRoot() / 3) < 1e-12)
+    }
+
+    /// Above `exactUpTo`, sampled permutations come close to the exact values
+    /// and are the same for the same seed.
+    @Test func sampledValuesApproachTheExactOnesAndRepeat() {
+        let worth = (0..<12).map { Double($0 % 4) - 0.5 }
+        // Diminishing returns on the sum of worth, so truncation and sampling matter.
+        let utility: ([Int]) -> Double = { s in let x = s.map { worth[$0] }.reduce(0, +); return x - 0.01 * x * x }
+        let exact = ContributionScorer.shapley(players: 12, seed: 7, exactUpTo: 12, utility: utility)
+        let sampled = ContributionScorer.shapley(players: 12, seed: 7, exactUpTo: 10, utility: utility)
+        let again = ContributionScorer.shapley(players: 12, seed: 7, exactUpTo: 10, utility: utility)
+        #expect(exact.exact && !sampled.exact && sampled.permutations >= 10)
+        #expect(sampled == again)
+        let scale = exact.values.map(abs).max()!
+        for (a, b) in zip(sampled.values, exact.values) { #expect(abs(a - b) < 0.15 * scale, "\(sampled.values) vs \(exact.values)") }
+        // Fewer coalitions than the 4095 of the exact computation.
+        #expect(sampled.evaluations < exact.evaluations)
+    }
+
+    @Test func gatesCatchEchoReplayCopyAndHeavyTrimming() {
+        let base: [Float] = [1, 1, 1, 1]
+        let previous: [Float] = [0.5, -0.5, 0.5, -0.5]
+        let updates: [[Float]] = [
+            [1.6, 0.9, 1.2, 0.7],  // honest
+            [0.8, 1.4, 1.1, 1.3],  // honest
+            [1.0, 1.0, 1.0, 1.0001],  // echo: the base back
+            [1.52, 0.49, 1.5, 0.51],  // replay: base + previous change + a little noise
+            [0.8, 1.4, 1.1, 1.3001],  // copy of update 1 (so update 1 is a copy of it too)
+            [1.3, 1.3, 0.6, 0.6],  // trimmed in 4 of 4 coordinates
+        ]
+        let gates = ContributionScorer.gates(updates: updates, base: base, previousChange: previous, trimmed: [0, 1, 2, 0, 1, 4], beta: 0.2)
+        #expect(gates == [nil, .copy, .echo, .replay, .copy, .trimmed])
+        // Round 1 has no previous change: no replay gate.
+        #expect(ContributionScorer.gates(updates: [updates[0], updates[3]], base: base, previousChange: nil, trimmed: [0, 0], beta: 0) == [nil, nil])
+    }
+}
