@@ -51,6 +51,11 @@ public actor GossipNode {
 
     struct Connection: Sendable {
         let institution: String
+        /// Messages for this connection, written in the order they were sent
+        /// by one writer task (so a push of entries is never overtaken by
+        /// the heads sent after it).
+        let outbox: AsyncStream<[WireMessage]>.Continuation
+        /// Direct writes, for streaming a pulled blob's chunks with back-pressure.
         let output: NIOAsyncChannelOutboundWriter<WireMessage>
         let id: UInt64
         let channel: Channel
@@ -63,9 +68,21 @@ public actor GossipNode {
         var incoming: IncomingBlob
     }
 
+    /// The event loop this actor runs on: the node's bookkeeping shares a
+    /// thread with its sockets instead of Swift's cooperative pool, so long
+    /// synchronous work elsewhere in the process (training, a test that
+    /// blocks) cannot starve the protocol.
+    private nonisolated let loop: EventLoop
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.executor.asUnownedSerialExecutor() }
+    /// Where this node's own tasks start (before they hop onto the actor):
+    /// the same event loop, never the cooperative pool.
+    private nonisolated let tasks: LoopTaskExecutor
+
     public init(config: GossipConfig, group: EventLoopGroup, logger: Logger) throws {
         self.config = config
         self.group = group
+        self.loop = group.next()
+        self.tasks = LoopTaskExecutor(loop)
         var l = logger
         l[metadataKey: "peer"] = "\(config.institution)"
         self.logger = l
@@ -111,14 +128,14 @@ public actor GossipNode {
         if server == nil { _ = try await start() }
         guard let server else { return }
         // Not a child task: the accept loop must not see the cancellation, only the closed socket.
-        let acceptor = Task { await self.acceptLoop(server) }
+        let acceptor = Task(executorPreference: tasks) { await self.acceptLoop(server) }
         await withTaskCancellationHandler {
             await withDiscardingTaskGroup { group in
                 for target in config.dial {
-                    group.addTask { await self.dialLoop(target) }
+                    group.addTask(executorPreference: tasks) { await self.dialLoop(target) }
                 }
                 if config.ledger != nil {
-                    group.addTask {
+                    group.addTask(executorPreference: tasks) {
                         while !Task.isCancelled {
                             try? await Task.sleep(for: self.config.headsInterval)
                             await self.antiEntropy()
@@ -143,7 +160,7 @@ public actor GossipNode {
                 await withDiscardingTaskGroup { children in
                     do {
                         for try await accepted in inbound {
-                            children.addTask { await self.serve(accepted, inbound: true, expected: nil) }
+                            children.addTask(executorPreference: tasks) { await self.serve(accepted, inbound: true, expected: nil) }
                         }
                     } catch {
                         self.logger.debug("accept loop ended", metadata: ["error": "\(error)"])
@@ -312,11 +329,18 @@ public actor GossipNode {
                     throw ConnectionEnd.duplicate
                 }
                 helloAccepted = true
-                let c = Connection(institution: member.institution, output: output, id: rng.next(), channel: channel.channel)
+                let (outbox, sink) = AsyncStream.makeStream(of: [WireMessage].self)
+                let c = Connection(institution: member.institution, outbox: sink, output: output, id: rng.next(), channel: channel.channel)
                 connections[member.institution] = c
                 registered = c
                 eventSink.yield(.connected(institution: member.institution, inbound: inbound))
                 logger.info("connected", metadata: ["member": "\(member.institution)", "inbound": "\(inbound)"])
+                // The one writer: messages go out in the order they were sent.
+                let writer = Task(executorPreference: tasks) { await self.drain(outbox, to: output) }
+                defer {
+                    sink.finish()
+                    writer.cancel()
+                }
                 for a in announcements.values { send(.announce(a), to: c) }
                 announceNeighbours()
                 record(hello.heads, from: c)
@@ -406,13 +430,21 @@ public actor GossipNode {
 
     // MARK: - Dissemination
 
+    /// Writes a connection's outbox in order, on this actor's event loop
+    /// (not the cooperative pool, which blocking work elsewhere can starve).
+    private func drain(_ outbox: AsyncStream<[WireMessage]>, to output: NIOAsyncChannelOutboundWriter<WireMessage>) async {
+        for await batch in outbox {
+            do { try await output.write(contentsOf: batch) } catch { break }
+        }
+    }
+
     private func send(_ message: WireMessage, to c: Connection) {
-        Task { try? await c.output.write(message) }
+        c.outbox.yield([message])
     }
 
     /// Sends `messages` in order.
     private func send(_ messages: [WireMessage], to c: Connection) {
-        Task { try? await c.output.write(contentsOf: messages) }
+        c.outbox.yield(messages)
     }
 
     private func handle(_ message: WireMessage, from c: Connection) {
@@ -464,6 +496,7 @@ public actor GossipNode {
     /// The heads the last anti-entropy tick saw, and the neighbours it sent them to.
     private var lastTickHeads: [ChainHead] = []
     private var lastTickSentTo: Set<String> = []
+    private var ticks = 0
 
     /// Sends this node's heads to every neighbour that has not had them from
     /// a tick since they last changed. Push, relay and pull move entries
@@ -473,7 +506,10 @@ public actor GossipNode {
     func antiEntropy() {
         guard !stopping else { return }
         let heads = ledgerHeads()
-        if heads != lastTickHeads {
+        ticks += 1
+        // Changed heads go out once; every fifth tick they go out again anyway
+        // (a pull or its answer lost with a closed connection is retried).
+        if heads != lastTickHeads || ticks % 5 == 0 {
             lastTickHeads = heads
             lastTickSentTo = []
         }
@@ -724,9 +760,9 @@ public actor GossipNode {
             if a.author == c.institution && a.size <= WireProtocol.pushLimit {
                 // Its author pushes a small blob right behind the announcement; pull only if it stalls.
                 let hash = a.hash, source = c.institution
-                Task {
+                Task(executorPreference: tasks) {
                     try? await Task.sleep(for: .seconds(1))
-                    self.pullIfStalled(hash, from: source)
+                    await self.pullIfStalled(hash, from: source)
                 }
             } else {
                 send(.pull(hash: a.hash), to: c)
@@ -741,24 +777,24 @@ public actor GossipNode {
             send(.notFound(hash: hash), to: c)
             return
         }
-        let store = self.store
+        Task(executorPreference: tasks) { await self.stream(hash, size: size, to: c) }
+    }
+
+    /// Sends a stored blob's chunks; writes suspend while the channel is not
+    /// writable, so back-pressure keeps at most a few chunks in memory.
+    private func stream(_ hash: ContentHash, size: UInt64, to c: Connection) async {
         let chunk = config.chunkSize
-        let logger = self.logger
-        Task {
-            // Writes suspend while the channel is not writable: back-pressure
-            // keeps at most a few chunks of this blob in memory.
-            var offset: UInt64 = 0
-            let allocator = ByteBufferAllocator()
-            do {
-                repeat {
-                    let n = Int(min(UInt64(chunk), size - offset))
-                    let bytes = try store.read(hash, offset: offset, length: n, allocator: allocator)
-                    try await c.output.write(.chunk(hash: hash, offset: offset, bytes: bytes))
-                    offset += UInt64(bytes.readableBytes)
-                } while offset < size
-            } catch {
-                logger.debug("blob transfer stopped", metadata: ["hash": "\(hash)", "to": "\(c.institution)", "error": "\(error)"])
-            }
+        var offset: UInt64 = 0
+        let allocator = ByteBufferAllocator()
+        do {
+            repeat {
+                let n = Int(min(UInt64(chunk), size - offset))
+                let bytes = try store.read(hash, offset: offset, length: n, allocator: allocator)
+                try await c.output.write(.chunk(hash: hash, offset: offset, bytes: bytes))
+                offset += UInt64(bytes.readableBytes)
+            } while offset < size
+        } catch {
+            logger.debug("blob transfer stopped", metadata: ["hash": "\(hash)", "to": "\(c.institution)", "error": "\(error)"])
         }
     }
 
@@ -863,4 +899,17 @@ extension WireEntry {
 
     /// The kind byte of `update` entries (docs/ledger-spec.md).
     static let updateKind: UInt8 = 2
+}
+
+/// Runs task jobs on an event loop (a node's tasks start there rather than on
+/// Swift's cooperative pool, which long synchronous work can occupy).
+final class LoopTaskExecutor: TaskExecutor, @unchecked Sendable {
+    let loop: EventLoop
+    init(_ loop: EventLoop) { self.loop = loop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        loop.execute { job.runSynchronously(on: executor) }
+    }
 }
