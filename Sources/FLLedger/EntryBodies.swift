@@ -60,15 +60,58 @@ public enum EntryBody {
         }
     }
 
+    /// How the scores of an aggregate entry were computed (docs/credits.md).
+    public struct Scoring: Sendable, Equatable {
+        public var rule: String
+        /// The permutation seed, 16 hex digits (from the round's base model hash).
+        public var seed: String
+        public var exact: Bool
+        public var permutations: Int
+        public var evaluations: Int
+        /// Updates a gate gave zero, with the gate's name.
+        public var gated: [String: String]
+        public var seconds: Double
+        public init(rule: String, seed: String, exact: Bool, permutations: Int, evaluations: Int, gated: [String: String], seconds: Double) {
+            self.rule = rule
+            self.seed = seed
+            self.exact = exact
+            self.permutations = permutations
+            self.evaluations = evaluations
+            self.gated = gated
+            self.seconds = seconds
+        }
+    }
+
+    /// The credits of an earlier round as this peer derived them from the
+    /// aggregate entries of `assessors` (re-derived by `ledger-tool report --verify`).
+    public struct RecordedCredits: Sendable, Equatable {
+        public var round: UInt64
+        public var assessors: [String]
+        public var values: [String: Double]
+        public init(round: UInt64, assessors: [String], values: [String: Double]) {
+            self.round = round
+            self.assessors = assessors
+            self.values = values
+        }
+    }
+
     /// `late` (optional): updates of earlier rounds that arrived after those rounds closed at this peer.
     public static func aggregate(round: UInt64, included: [Included], rule: String, parameters: [String: Double], resultHash: String,
-                                 scores: [String: Double], late: [Late] = [], screened: [Screened] = []) -> [UInt8] {
+                                 scores: [String: Double], late: [Late] = [], screened: [Screened] = [],
+                                 scoring: Scoring? = nil, credits: RecordedCredits? = nil) -> [UInt8] {
+        // JSON has no NaN or infinity: such values are written as the largest finite double of their sign.
+        func finite(_ x: Double) -> Double { x.isFinite ? x : (x < 0 ? -Double.greatestFiniteMagnitude : Double.greatestFiniteMagnitude) }
         var o: [String: Any] = [
-            "round": round, "rule": rule, "parameters": parameters, "result_hash": resultHash, "scores": scores,
+            "round": round, "rule": rule, "parameters": parameters.mapValues(finite), "result_hash": resultHash, "scores": scores.mapValues(finite),
             "included": included.map { ["author": $0.author, "update_hash": $0.updateHash, "trimmed": $0.trimmed] },
         ]
         if !late.isEmpty { o["late"] = late.map { ["author": $0.author, "round": $0.round, "update_hash": $0.updateHash] } }
-        if !screened.isEmpty { o["screened"] = screened.map { ["author": $0.author, "update_hash": $0.updateHash, "validation_loss": $0.validationLoss] } }
+        if !screened.isEmpty { o["screened"] = screened.map { ["author": $0.author, "update_hash": $0.updateHash, "validation_loss": finite($0.validationLoss)] } }
+        if let s = scoring {
+            o["scoring"] = ["rule": s.rule, "seed": s.seed, "exact": s.exact, "permutations": s.permutations, "evaluations": s.evaluations,
+                            "gated": s.gated, "seconds": finite(s.seconds)] as [String: Any]
+        }
+        if let c = credits { o["credits"] = ["round": c.round, "assessors": c.assessors, "values": c.values.mapValues(finite)] as [String: Any] }
         return encode(o)
     }
 

@@ -124,7 +124,7 @@ public struct PeerConfig: Sendable {
     /// `attack: {kind: sign-flip, scale: 4}` and the like.
     static func parseAttack(_ y: YAMLReader) throws(ConfigError) -> Attack? {
         guard let a = try y.mapping("attack") else { return nil }
-        try a.onlyKeys(["kind", "scale", "sigma", "z", "epsilon", "boost"])
+        try a.onlyKeys(["kind", "scale", "sigma", "z", "epsilon", "boost", "noise"])
         guard a.child("kind") != nil else {
             throw a.error(a.keyPath("kind"), "is missing", "add 'kind:' with one of: \(Attack.names.joined(separator: ", "))")
         }
@@ -137,6 +137,8 @@ public struct PeerConfig: Sendable {
         case "ipm": return .ipm(epsilon: try a.double("epsilon", default: 0.1, valid: positive, expectation: "a positive number"))
         case "label-flip": return .labelFlip(boost: a.child("boost") == nil ? nil : try a.double("boost", default: 1, valid: positive, expectation: "a positive number"))
         case "equivocate": return .equivocate
+        case "replay": return .replay(noise: try a.double("noise", default: 0.05, valid: { $0 >= 0 && $0.isFinite }, expectation: "a number ≥ 0"))
+        case "lying-assessor": return .lyingAssessor
         default: return .freeRider
         }
     }

@@ -32,6 +32,8 @@ public struct RoundReport: Sendable, Codable, Equatable {
     public let bytesIn: Int
     public let bytesOut: Int
     public let seconds: Double
+    /// Time spent scoring the round's updates (Shapley values).
+    public let scoringSeconds: Double
 
     /// One terminal line.
     public var line: String {
@@ -109,6 +111,10 @@ public struct RoundEngine: Sendable {
     /// How long a round waits for neighbours to confirm the update entries it holds.
     static let echoWait: Duration = .seconds(2)
     static let modelCodec = "safetensors"
+    /// Scores are whole multiples of this many nats of validation loss.
+    static let scoreUnit = 1e-6
+    /// What the `lying-assessor` role reports as its own score (a million nats).
+    static let lyingMaximum = 1e12
 
     /// One member's verified contribution to a round.
     struct Accepted {
@@ -238,6 +244,8 @@ public struct RoundEngine: Sendable {
             let firstRound = (resumeAfter?.0 ?? 0) + 1
             if firstRound > plan.rounds { try Data(Safetensors.encode(model.parameterSet, metadata: metadata)).write(to: URL(fileURLWithPath: modelPath), options: .atomic) }
             var linksCut = false
+            var previousBase: [Float]?  // the model the previous round started from (replay gate, replay attack)
+            var history = ModelHistory()  // recent starting models by hash, and last round's update vectors (gates)
             for r in firstRound..<(plan.rounds + 1) {
                 try Task.checkCancellation()
                 if !config.faults.cutLinks.isEmpty && !linksCut && r > config.faults.cutAfterRound {
@@ -255,18 +263,25 @@ public struct RoundEngine: Sendable {
                     logger.warning("injected fault: slow round", metadata: ["round": "\(r)", "seconds": "\(config.faults.slowSeconds)"])
                     try await Task.sleep(for: .seconds(config.faults.slowSeconds))
                 }
+                let previousChange = previousBase.map { zip(baseParameters, $0).map { $0 - $1 } }
                 if let attack {
-                    local.parameters = attack.update(local: local.parameters, base: model.parameters, observed: observed, members: members.count,
-                                                     attackers: max(1, plan.maxByzantine), rng: &rng)
+                    local.parameters = attack.update(local: local.parameters, base: model.parameters, observed: observed, previousChange: previousChange,
+                                                     members: members.count, attackers: max(1, plan.maxByzantine), rng: &rng)
                 }
                 let bytes = Safetensors.encode(local.parameterSet)
                 if attack == .equivocate {
                     try await equivocate(round: UInt64(r), honest: local, base: model, baseHash: baseHash, samples: train.rows)
                 }
+                // Commit, then reveal: the signed update hash first; the bytes
+                // only once every member's commitment for the round is here
+                // (or the deadline passed with the quorum), so nobody can shape
+                // its update on others'. Updates committed later are late.
                 try await publish(round: UInt64(r), bytes: bytes, updateHash: local.parameterSet.sha256Hex(), baseHash: baseHash, samples: train.rows,
-                                  codec: RoundEngine.modelCodec, metrics: ["train_loss": Double(summary.epochLosses.last ?? 0)])
+                                  codec: RoundEngine.modelCodec, metrics: ["train_loss": Double(summary.epochLosses.last ?? 0)], reveal: false)
+                let committed = try await awaitCommitments(round: UInt64(r))
+                try await node.publish(bytes, round: UInt64(r), kind: .update)
                 let published = clock.now
-                let updates: [(Accepted, [Float])] = try await collect(round: UInt64(r)) { bytes, hash in
+                let updates: [(Accepted, [Float])] = try await collect(round: UInt64(r), among: committed) { bytes, hash in
                     guard let (params, _) = try? Safetensors.decode(bytes), params.sha256Hex() == hash,
                           let net = try? Network(spec: spec, parameters: params), net.parameters.allSatisfy(\.isFinite) else { return nil }
                     return net.parameters
@@ -314,6 +329,21 @@ public struct RoundEngine: Sendable {
                     observed = ordered.filter { $0.0.author != me }.map { zip($0.1, base).map { $0 - $1 } }
                 }
                 let stats = try Aggregator.aggregate(ordered.map(\.1), rule: rule, center: local.parameters, reference: baseParameters, into: &output)
+                // Scores of the included updates (docs/credits.md), and the credits of the previous round.
+                let scoringStart = clock.now
+                history.note(model: baseParameters, hash: baseHash, round: UInt64(r))
+                let authorBases = try history.bases(of: ordered.map(\.0.author), round: UInt64(r), store: store, rule: rule, like: model,
+                                                     mine: (config.id, baseParameters, previousChange))
+                var (scores, scoring) = try score(ordered, stats: stats, base: model, previousChange: previousChange, authorBases: authorBases,
+                                                  center: local.parameters, validation: validationStd, baseHash: baseHash)
+                history.remember(updates: updates.map { ($0.0.updateHash, $0.1) })
+                let scoringTime = scoringStart.duration(to: clock.now)
+                scoring.seconds = Double(scoringTime.components.seconds) + Double(scoringTime.components.attoseconds) * 1e-18
+                if attack == .lyingAssessor {
+                    scores = Dictionary(uniqueKeysWithValues: scores.keys.map { ($0, $0 == me ? RoundEngine.lyingMaximum : 0) })
+                }
+                let recordedCredits = try previousRoundCredits(UInt64(r))
+                previousBase = baseParameters
                 model.parameters = output
                 let resultHash = model.parameterSet.sha256Hex()
                 var parameters: [String: Double] = [:]
@@ -340,8 +370,8 @@ public struct RoundEngine: Sendable {
                 }
                 let aggregate = EntryBody.aggregate(
                     round: UInt64(r), included: ordered.enumerated().map { .init(author: $1.0.author, updateHash: $1.0.updateHash, trimmed: stats.trimmed[$0]) },
-                    rule: plan.rule, parameters: parameters, resultHash: resultHash, scores: [:], late: late.sorted { ($0.round, $0.author) < ($1.round, $1.author) },
-                    screened: screened)
+                    rule: plan.rule, parameters: parameters, resultHash: resultHash, scores: scores, late: late.sorted { ($0.round, $0.author) < ($1.round, $1.author) },
+                    screened: screened, scoring: scoring, credits: recordedCredits)
                 // The model is kept in the ledger file's local state in the same
                 // transaction (no file per round); model.safetensors is written at the end.
                 let modelBytes = Safetensors.encode(model.parameterSet, metadata: metadata.merging(["round": "\(r)"]) { $1 })
@@ -358,7 +388,7 @@ public struct RoundEngine: Sendable {
                     round: r, validationAccuracy: metrics.accuracy, validationLoss: metrics.logLoss, heard: ordered.map(\.0.author), screened: screened.map(\.author), members: members.count,
                     trimmed: Dictionary(uniqueKeysWithValues: ordered.enumerated().map { ($1.0.author, stats.trimmed[$0]) }), parameters: output.count,
                     bytesIn: node.traffic.bytesIn - in0, bytesOut: node.traffic.bytesOut - out0,
-                    seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+                    seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18, scoringSeconds: scoring.seconds)
                 reports.append(report)
                 engine.progress(report.line)
                 logger.info("round done", metadata: [
@@ -420,7 +450,8 @@ public struct RoundEngine: Sendable {
 
         /// Signs this peer's update for `round` into its chain (once: a
         /// restarted peer reuses the entry it already signed) and announces the bytes.
-        func publish(round: UInt64, bytes: [UInt8], updateHash: String, baseHash: String, samples: Int, codec: String, metrics: [String: Double]) async throws {
+        func publish(round: UInt64, bytes: [UInt8], updateHash: String, baseHash: String, samples: Int, codec: String, metrics: [String: Double],
+                     reveal: Bool = true) async throws {
             let blob = hex(SHA256.hash(data: bytes))
             if let existing = try store.entries(kind: .update, round: round).first(where: { $0.header.author == config.id }) {
                 guard let body = EntryBody.decode(existing.body), body["update_hash"] as? String == updateHash else {
@@ -432,8 +463,101 @@ public struct RoundEngine: Sendable {
             }
             logger.debug("signed", metadata: ["round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
             await node.ledgerChanged()
+            guard reveal else { return }
             try await node.publish(bytes, round: round, kind: codec == RoundEngine.modelCodec ? .update : .other)
             logger.debug("published", metadata: ["round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
+        }
+
+        /// Waits until every member not proven to equivocate has committed
+        /// (signed its update entry for `round`, which this peer holds), or
+        /// the deadline passed with the quorum, or the missing members are
+        /// unreachable; returns who committed. Only their updates are used.
+        func awaitCommitments(round: UInt64) async throws -> Set<String> {
+            let clock = ContinuousClock()
+            let start = clock.now
+            let deadline = start + .seconds(plan.roundDeadlineSeconds)
+            let giveUp = start + .seconds(plan.roundDeadlineSeconds * 10)
+            while true {
+                try Task.checkCancellation()
+                let seen = changes.count
+                let flagged = Set(try store.flaggedAuthors(caCertificate: ca))
+                let committed = Set(try store.entries(kind: .update, round: round).map(\.header.author)).filter { members.contains($0) && !flagged.contains($0) }
+                let waitingFor = members.filter { !flagged.contains($0) && !committed.contains($0) }
+                if waitingFor.isEmpty { return committed }
+                if committed.count >= plan.quorum {
+                    if clock.now >= deadline { return committed }
+                    let reachable = await node.reachableMembers()
+                    if waitingFor.allSatisfy({ !reachable.contains($0) }) { return committed }
+                }
+                if clock.now >= giveUp {
+                    throw RoundError("round \(round): \(committed.count) of \(members.count) members committed an update (\(committed.sorted().joined(separator: ", "))) in \(Int(plan.roundDeadlineSeconds * 10)) s; the plan's quorum is \(plan.quorum)")
+                }
+                await changes.wait(after: seen)
+            }
+        }
+
+        /// The scores of the included updates: gates first (zero, and out of
+        /// the game), then Shapley values of the rest, where a coalition's
+        /// utility is how far its aggregate (same rule) lowers this peer's
+        /// validation loss below the round's starting model.
+        func score(_ ordered: [(Accepted, [Float])], stats: AggregationStats, base: Network, previousChange: [Float]?,
+                   authorBases: [(base: [Float], change: [Float]?)], center: [Float],
+                   validation: Dataset, baseHash: String) throws -> ([String: Double], EntryBody.Scoring) {
+            let beta: Double = switch rule {
+            case .trimmedMean(let b), .boundedTrimmedMean(let b): b
+            case .median: 0.5
+            default: 0
+            }
+            let gates = ContributionScorer.gates(updates: ordered.map(\.1), bases: authorBases.map(\.base), previousChanges: authorBases.map(\.change),
+                                                 trimmed: stats.trimmed, beta: beta)
+            let players = ordered.indices.filter { gates[$0] == nil }
+            var probe = base
+            // A loss that is not a number counts as very bad (but finite, so sums stay numbers).
+            func loss(_ net: Network) -> Double { let l = net.evaluate(on: validation).logLoss; return l.isFinite ? min(l, 1e3) : 1e3 }
+            // The empty coalition: carrying on in the last round's direction
+            // (the base plus the previous change), what the federation gets
+            // without anyone's new work; round 1: the base.
+            var carryOn = base
+            if let previousChange {
+                carryOn.parameters = zip(base.parameters, previousChange).map { $0 + $1 }
+            }
+            let baseLoss = loss(carryOn)
+            var buffer = [Float]()
+            let seed = UInt64(baseHash.prefix(16), radix: 16) ?? 0
+            let values = ContributionScorer.shapley(players: players.count, seed: seed) { coalition in
+                let inputs = coalition.map { ordered[players[$0]].1 }
+                guard (try? Aggregator.aggregate(inputs, rule: rule, center: center, reference: base.parameters, countTrimmed: false, into: &buffer)) != nil else { return 0 }
+                probe.parameters = buffer
+                return baseLoss - loss(probe)
+            }
+            var scores: [String: Double] = [:]
+            var gated: [String: String] = [:]
+            for (i, u) in ordered.enumerated() {
+                if let g = gates[i] {
+                    scores[u.0.author] = 0
+                    gated[u.0.author] = g.rawValue
+                }
+            }
+            // Whole micro-nats: integers read back exactly by every JSON parser,
+            // so medians and sums re-derive bit for bit in any language.
+            for (k, i) in players.enumerated() { scores[ordered[i].0.author] = (values.values[k] / RoundEngine.scoreUnit).rounded() }
+            return (scores, EntryBody.Scoring(rule: ContributionScorer.ruleVersion, seed: String(format: "%016llx", seed), exact: values.exact,
+                                              permutations: values.permutations, evaluations: values.evaluations, gated: gated, seconds: 0))
+        }
+
+        /// The credits of round `round − 1`, from the aggregate entries of
+        /// that round this peer holds (members proven to equivocate excepted),
+        /// recorded so an auditor can re-derive them.
+        func previousRoundCredits(_ round: UInt64) throws -> EntryBody.RecordedCredits? {
+            guard round >= 2 else { return nil }
+            let flagged = Set(try store.flaggedAuthors(caCertificate: ca))
+            var assessments: [String: Credits.Assessment] = [:]
+            for e in try store.entries(kind: .aggregate, round: round - 1) where !flagged.contains(e.header.author) && assessments[e.header.author] == nil {
+                if let a = Credits.Assessment(e) { assessments[a.assessor] = a }
+            }
+            guard !assessments.isEmpty else { return nil }
+            let ordered = assessments.keys.sorted().map { assessments[$0]! }
+            return EntryBody.RecordedCredits(round: round - 1, assessors: ordered.map(\.assessor), values: Credits.roundCredits(ordered))
         }
 
         /// The `equivocate` attack: signs a second update for this round's chain
@@ -455,7 +579,7 @@ public struct RoundEngine: Sendable {
         /// Waits for the round's signed updates whose bytes arrived and pass
         /// `check` (which sees the bytes and the signed `update_hash`), until
         /// every member answered, or the deadline passed with the quorum.
-        func collect<T>(round: UInt64, check: ([UInt8], String) -> T?) async throws -> [(Accepted, T)] {
+        func collect<T>(round: UInt64, among committed: Set<String>? = nil, check: ([UInt8], String) -> T?) async throws -> [(Accepted, T)] {
             let clock = ContinuousClock()
             // Round 0 fixes the standardisation for the whole run: give late starters at least 10 s.
             let wait = round == 0 ? max(plan.roundDeadlineSeconds, 10) : plan.roundDeadlineSeconds
@@ -482,6 +606,7 @@ public struct RoundEngine: Sendable {
                         logger.debug("entry here, blob not yet", metadata: ["author": "\(author)", "round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
                     }
                     guard accepted[author] == nil, !refused.contains(author), !flagged.contains(author), members.contains(author),
+                          committed?.contains(author) ?? true,
                           let body = EntryBody.decode(entry.body), let hash = body["update_hash"] as? String,
                           let blob = (body["blob"] as? String).flatMap(unhex).flatMap(ContentHash.init), node.store.has(blob)
                     else { continue }
@@ -495,7 +620,7 @@ public struct RoundEngine: Sendable {
                     if author != config.id, let h = ContentHash(entry.hash) { positions[author] = ChainHead(author: author, seq: entry.header.seq, hash: h) }
                     logger.debug("update accepted", metadata: ["author": "\(author)", "round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
                 }
-                let expected = members.filter { !flagged.contains($0) }
+                let expected = members.filter { !flagged.contains($0) && (committed?.contains($0) ?? true) }
                 for author in flagged where accepted[author] != nil {
                     accepted[author] = nil
                 }
@@ -568,5 +693,65 @@ public struct RoundEngine: Sendable {
             // Give the slowest member a moment to pull this peer's last entries.
             try await Task.sleep(for: .milliseconds(300))
         }
+    }
+}
+
+/// Starting models of recent rounds by canonical hash, and the previous
+/// round's update vectors, so a peer can measure each update from its own
+/// author's starting model: peers that screen differently start a round
+/// from different models, and the gates (docs/credits.md) compare an update
+/// with the model its author received.
+struct ModelHistory {
+    private var models: [String: (round: UInt64, values: [Float])] = [:]
+    private var lastUpdates: [String: [Float]] = [:]
+
+    mutating func note(model values: [Float], hash: String, round: UInt64) {
+        models[hash] = (round, values)
+        models = models.filter { $0.value.round + 2 >= round }
+    }
+
+    /// Keeps this round's update vectors (by update hash) for the next round.
+    mutating func remember(updates: [(String, [Float])]) {
+        lastUpdates = Dictionary(updates, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Each author's starting model for `round` and its previous change:
+    /// this peer's own when the author's update names the same base; else
+    /// the author's round − 1 aggregate, recomputed from the updates its
+    /// aggregate entry names (kept from last round) and checked against the
+    /// hash; else (not recomputable) this peer's own.
+    mutating func bases(of authors: [String], round: UInt64, store: LedgerStore, rule: AggregationRule, like net: Network,
+                        mine: (id: String, base: [Float], change: [Float]?)) throws -> [(base: [Float], change: [Float]?)] {
+        let updates = try store.entries(kind: .update, round: round)
+        let previousUpdates = round > 1 ? try store.entries(kind: .update, round: round - 1) : []
+        let aggregates = round > 1 ? try store.entries(kind: .aggregate, round: round - 1) : []
+        func baseHash(_ entries: [LedgerEntry], _ author: String) -> String? {
+            entries.first { $0.header.author == author }.flatMap { EntryBody.decode($0.body)?["base_hash"] as? String }
+        }
+        return authors.map { author in
+            if author == mine.id { return (mine.base, mine.change) }
+            guard let hash = baseHash(updates, author), let base = model(hash, author: author, aggregates: aggregates, rule: rule, like: net, round: round) else {
+                return (mine.base, mine.change)
+            }
+            let change = baseHash(previousUpdates, author).flatMap { models[$0]?.values }.map { zip(base, $0).map { $0 - $1 } }
+            return (base, change)
+        }
+    }
+
+    private mutating func model(_ hash: String, author: String, aggregates: [LedgerEntry], rule: AggregationRule, like net: Network, round: UInt64) -> [Float]? {
+        if let known = models[hash] { return known.values }
+        guard let entry = aggregates.first(where: { $0.header.author == author }), let body = EntryBody.decode(entry.body),
+              body["result_hash"] as? String == hash, let included = body["included"] as? [[String: Any]] else { return nil }
+        let names = included.compactMap { $0["update_hash"] as? String }
+        let vectors = names.compactMap { lastUpdates[$0] }
+        guard !vectors.isEmpty, vectors.count == included.count else { return nil }
+        let own = included.firstIndex { $0["author"] as? String == author }.map { vectors[$0] }
+        var rebuilt = net
+        var output = [Float]()
+        guard (try? Aggregator.aggregate(vectors, rule: rule, center: own, reference: own, countTrimmed: false, into: &output)) != nil else { return nil }
+        rebuilt.parameters = output
+        guard rebuilt.parameterSet.sha256Hex() == hash else { return nil }
+        models[hash] = (round - 1, output)
+        return output
     }
 }

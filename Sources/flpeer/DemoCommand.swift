@@ -53,6 +53,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "validation-loss (each peer drops up to max_byzantine updates that do worse than the round's starting model on its validation split) or none.")
     var screen: String = "validation-loss"
 
+    @Option(help: "Quantity skew: member i's expected share of the data scales from 1 (the first) to this (the last); 1 gives equal expected sizes.")
+    var sizeSkew: Double = 1
+
     @Option(help: "Local epochs per round.")
     var localEpochs: Int = 4
 
@@ -85,6 +88,7 @@ struct DemoCommand: AsyncParsableCommand {
         for name in attackNames where Attack.named(name) == nil {
             throw ValidationError("--attack '\(name)' is not one of: \(Attack.names.joined(separator: ", ")).")
         }
+        if !(sizeSkew >= 1 && sizeSkew <= 100) { throw ValidationError("--size-skew must be from 1 to 100, got \(sizeSkew).") }
         if !(1...1000).contains(localEpochs) { throw ValidationError("--local-epochs must be from 1 to 1000, got \(localEpochs).") }
         if seed < 0 { throw ValidationError("--seed must be zero or positive, got \(seed).") }
         if topology != "full" && topology != "line" {
@@ -141,7 +145,8 @@ struct DemoCommand: AsyncParsableCommand {
         let (rest, test) = Splitting.stratified(dataset, fraction: 0.2, seed: UInt64(seed))
         let parts: [[Int]]
         do {
-            parts = try Splitting.dirichlet(dataset, indices: rest, parts: peers, alpha: alpha, minPartSize: 10, seed: UInt64(seed))
+            let weights = sizeSkew == 1 ? nil : (0..<peers).map { 1 + (sizeSkew - 1) * Double($0) / Double(max(peers - 1, 1)) }
+            parts = try Splitting.dirichlet(dataset, indices: rest, parts: peers, alpha: alpha, minPartSize: 10, seed: UInt64(seed), weights: weights)
         } catch {
             throw CLIError("cannot split \(dataPath) into \(peers) parts: \(error)")
         }
@@ -242,6 +247,7 @@ struct DemoCommand: AsyncParsableCommand {
         // Results: each peer's final model on the common test split, the centralised baseline, the ledgers.
         let testSet = dataset.subset(test)
         var results: [(id: String, accuracy: Double, rows: Int, secondsPerRound: Double, bytesIn: Int, bytesOut: Int, attack: String?)] = []
+        var scoringSeconds: [String: Double] = [:]
         for (i, id) in ids.enumerated() {
             let state = "\(root)/state/\(id)"
             let summary = try JSONDecoder().decode(RunSummary.self, from: Data(contentsOf: URL(fileURLWithPath: "\(state)/summary.json")))
@@ -249,6 +255,7 @@ struct DemoCommand: AsyncParsableCommand {
             let net = try Network(spec: summary.model, parameters: params)
             let accuracy = net.evaluate(on: summary.standardizer.transform(testSet)).accuracy
             results.append((id, accuracy, parts[i].count, summary.secondsPerRound, summary.bytesIn, summary.bytesOut, attacks[i]))
+            scoringSeconds[id] = summary.rounds.map(\.scoringSeconds).reduce(0, +) / Double(max(1, summary.rounds.count))
         }
         let kind = ModelSpec.Kind(rawValue: model)!
         let central = CentralizedTraining.run(train: dataset.subset(rest), test: testSet, kind: kind, hidden: [64],
@@ -276,6 +283,10 @@ struct DemoCommand: AsyncParsableCommand {
         }
         var flaggedBy: [String: [String]] = [:]
         for (id, l) in zip(ids, ledgers) { flaggedBy[id] = try LedgerStore(path: l, consortium: "demo").flaggedAuthors(caCertificate: ca.certificate).sorted() }
+        // Credits, from the first honest member's ledger (every honest ledger holds the same aggregates once replicated).
+        let creditLedger = ledgers[ids.indices.first { attacks[$0] == nil } ?? 0]
+        let credits = Credits.report(entries: try LedgerReader.entries(path: creditLedger))
+        let creditOf = Dictionary(uniqueKeysWithValues: credits.institutions.map { ($0.id, $0) })
         let elapsed = started.duration(to: clock.now)
         let secondsPerRound = results.map(\.secondsPerRound).reduce(0, +) / Double(results.count)
         let bytes = results.map { $0.bytesIn + $0.bytesOut }.reduce(0, +) / 2
@@ -289,20 +300,35 @@ struct DemoCommand: AsyncParsableCommand {
                     var p: [String: Any] = ["id": r.id, "accuracy": r.accuracy, "train_rows": r.rows, "seconds_per_round": r.secondsPerRound, "byzantine": r.attack != nil,
                                             "flagged": flaggedBy[r.id] ?? []]
                     if let a = r.attack { p["attack"] = a }
+                    p["scoring_seconds_per_round"] = scoringSeconds[r.id] ?? 0
+                    if let c = creditOf[r.id] {
+                        p["credit"] = c.total
+                        p["credit_share"] = c.share
+                        p["credit_negative"] = c.negative
+                        p["credit_rounds"] = Dictionary(uniqueKeysWithValues: c.rounds.map { ("\($0.key)", $0.value) })
+                    }
                     return p
                 },
                 "mean_accuracy": meanAccuracy, "honest_mean_accuracy": honestAccuracy, "beta": beta, "byzantine": byzantine, "centralized_accuracy": central.metrics.accuracy, "seconds_per_round": secondsPerRound,
                 "bytes_moved": bytes, "ledger_verified": verified, "equivocation_proven": proven.sorted(), "dir": root, "rounds": rounds, "model": model, "rule": rule,
-                "alpha": alpha, "seed": seed, "data": dataPath, "topology": topology, "wall_seconds": Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
+                "alpha": alpha, "seed": seed, "data": dataPath, "topology": topology, "size_skew": sizeSkew, "credits_ledger": creditLedger,
+                "scoring_seconds_per_round": scoringSeconds.values.reduce(0, +) / Double(max(1, scoringSeconds.count)),
+                "credit_unit": "micro-nats of validation loss (docs/credits.md)", "credit_recorded_mismatches": credits.mismatches.count, "wall_seconds": Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
             ]
             print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
         } else {
-            print("institution  train rows  test accuracy")
-            for r in results { print(String(format: "%-11@  %10d  %13.4f%@", r.id, r.rows, r.accuracy, r.attack.map { "  (Byzantine: \($0))" } ?? "")) }
+            print("institution  train rows  test accuracy        credit   share")
+            for r in results {
+                let c = creditOf[r.id]
+                print(String(format: "%-11@  %10d  %13.4f  %12.0f  %5.1f%%%@", r.id, r.rows, r.accuracy, c?.total ?? 0, 100 * (c?.share ?? 0),
+                             r.attack.map { "  (Byzantine: \($0))" } ?? ""))
+            }
             print(String(format: "mean                     %13.4f", meanAccuracy))
             if byzantine > 0 { print(String(format: "honest mean              %13.4f", honestAccuracy)) }
             print(String(format: "centralised (%@, same test split): %.4f", model, central.metrics.accuracy))
-            print(String(format: "%.3f s per round, %@ moved, ledgers %@", secondsPerRound, kilobytesText(bytes), verified ? "verified (all intact and agreeing)" : "NOT verified"))
+            print(String(format: "%.3f s per round (%.3f s of it scoring), %@ moved, ledgers %@", secondsPerRound,
+                         scoringSeconds.values.reduce(0, +) / Double(max(1, scoringSeconds.count)), kilobytesText(bytes), verified ? "verified (all intact and agreeing)" : "NOT verified"))
+            print("credits: micro-nats of validation loss, medians of the other members' Shapley scores (ledger-tool report \(creditLedger))")
             if !proven.isEmpty { print("equivocation proven in the ledgers against: \(proven.sorted().joined(separator: ", "))") }
             print("files: \(root)")
         }

@@ -12,7 +12,7 @@ struct LedgerTool: ParsableCommand {
         abstract: "Verify and inspect flpeer ledgers.",
         discussion: "Exit codes: 0 intact, 1 findings (or a runtime error), 2 unusable input, 64 usage error.",
         version: "0.2.0",
-        subcommands: [VerifyCommand.self, ShowCommand.self, ExportCommand.self, AppendStressCommand.self]
+        subcommands: [VerifyCommand.self, ShowCommand.self, ExportCommand.self, ReportCommand.self, AppendStressCommand.self]
     )
 }
 

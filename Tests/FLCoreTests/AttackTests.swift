@@ -31,10 +31,20 @@ struct AttackTests {
         #expect(send(.equivocate) == local)  // the round engine signs the second, flipped update
         #expect(send(.ipm(epsilon: 0.5)) == [0, 1, 1])
         #expect(send(.alie(z: 1)) == [2, 0, 1])  // base + μ − 1·σ
+        #expect(Attack.alie(z: 1).update(local: local, base: base, observed: [], members: 5, attackers: 1, rng: &rng) == base)  // nothing seen yet
         let noisy = send(.gaussian(sigma: 1))
         #expect(noisy != base && noisy.allSatisfy(\.isFinite))
         #expect(Attack.labelFlip(boost: 4).trainingLabels([0, 1, 9], classes: 10) == [9, 8, 0])
         #expect(Attack.signFlip(scale: 4).trainingLabels([0, 1], classes: 10) == [0, 1])
+        #expect(send(.lyingAssessor) == local)  // lies only in its scores
+        // Replay: base + the previous change, plus noise of about 5 % of its norm; the base in round 1.
+        let change: [Float] = (0..<1000).map { Float($0 % 7) - 3 }
+        let big = [Float](repeating: 1, count: 1000)
+        let replayed = Attack.replay(noise: 0.05).update(local: big, base: big, observed: [], previousChange: change, members: 5, attackers: 1, rng: &rng)
+        let offBy = zip(replayed, zip(big, change).map { $0 + $1 }).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +).squareRoot()
+        let changeNorm = change.map { Double($0 * $0) }.reduce(0, +).squareRoot()
+        #expect(offBy > 0.03 * changeNorm && offBy < 0.07 * changeNorm)
+        #expect(send(.replay(noise: 0.05)) == base)
         #expect(Attack.names.allSatisfy { Attack.named($0)?.name == $0 })
     }
 }

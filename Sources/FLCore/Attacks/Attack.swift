@@ -17,6 +17,7 @@ public enum Attack: Sendable, Equatable, CustomStringConvertible {
     /// "A little is enough" (Baruch, Baruch and Goldberg 2019): `base + μ − z·σ`
     /// with μ, σ the coordinate-wise mean and standard deviation of the honest
     /// deltas it saw in the previous round; `z` from the paper's formula when nil.
+    /// It does not train: before it has seen any update (round 1) it sends the base.
     case alie(z: Double?)
     /// Inner product manipulation (Xie, Koyejo and Gupta 2020): `base − ε·μ`.
     case ipm(epsilon: Double)
@@ -27,8 +28,16 @@ public enum Attack: Sendable, Equatable, CustomStringConvertible {
     /// its neighbours: a fork of its ledger chain (the round engine does the
     /// signing and sending; `update` returns the honest model).
     case equivocate
+    /// Does not train: re-sends the previous round's aggregate change
+    /// (`base + (base − previous base)`) plus Gaussian noise of relative size
+    /// `noise` (the noise's norm is about `noise` times the change's).
+    case replay(noise: Double)
+    /// Trains and sends honestly, but as an assessor reports the maximal
+    /// score for itself and zero for every other member (the round engine
+    /// writes the scores; `update` returns the honest model).
+    case lyingAssessor
 
-    public static let names = ["sign-flip", "gaussian", "label-flip", "alie", "ipm", "free-rider", "equivocate"]
+    public static let names = ["sign-flip", "gaussian", "label-flip", "alie", "ipm", "free-rider", "equivocate", "replay", "lying-assessor"]
 
     public var name: String {
         switch self {
@@ -39,6 +48,8 @@ public enum Attack: Sendable, Equatable, CustomStringConvertible {
         case .ipm: "ipm"
         case .freeRider: "free-rider"
         case .equivocate: "equivocate"
+        case .replay: "replay"
+        case .lyingAssessor: "lying-assessor"
         }
     }
 
@@ -51,6 +62,8 @@ public enum Attack: Sendable, Equatable, CustomStringConvertible {
         case .ipm(let e): "ipm(epsilon=\(e))"
         case .freeRider: "free-rider"
         case .equivocate: "equivocate"
+        case .replay(let n): "replay(noise=\(n))"
+        case .lyingAssessor: "lying-assessor"
         }
     }
 
@@ -64,6 +77,8 @@ public enum Attack: Sendable, Equatable, CustomStringConvertible {
         case "ipm": .ipm(epsilon: 0.1)
         case "free-rider": .freeRider
         case "equivocate": .equivocate
+        case "replay": .replay(noise: 0.05)
+        case "lying-assessor": .lyingAssessor
         default: nil
         }
     }
@@ -86,8 +101,9 @@ public enum Attack: Sendable, Equatable, CustomStringConvertible {
     ///   - local: what honest training produced this round.
     ///   - base: the model the round started from.
     ///   - observed: other members' deltas from the previous round (for ALIE and IPM).
+    ///   - previousChange: the base minus the previous round's base (for replay; nil in round 1).
     ///   - members: consortium size and number of attackers (for ALIE's z).
-    public func update(local: [Float], base: [Float], observed: [[Float]], members: Int, attackers: Int,
+    public func update(local: [Float], base: [Float], observed: [[Float]], previousChange: [Float]? = nil, members: Int, attackers: Int,
                        rng: inout SeededGenerator) -> [Float] {
         let d = base.count
         switch self {
@@ -99,12 +115,19 @@ public enum Attack: Sendable, Equatable, CustomStringConvertible {
         case .labelFlip(let boost):
             let b = Float(boost ?? Double(members))
             return (0..<d).map { base[$0] + b * (local[$0] - base[$0]) }
-        case .equivocate:
+        case .equivocate, .lyingAssessor:
             return local
+        case .replay(let noise):
+            guard let change = previousChange, change.count == d else { return base }
+            let size = change.withUnsafeBufferPointer { VectorMath.squaredNorm($0).squareRoot() }
+            let sigma = noise * Double(size) / Double(max(d, 1)).squareRoot()
+            return (0..<d).map { base[$0] + change[$0] + Float(sigma * rng.nextGaussian()) }
         case .freeRider:
             return base
         case .alie(let z):
-            let (mu, sd) = Attack.moments(observed.isEmpty ? [zip(local, base).map { $0 - $1 }] : observed, d)
+            // Without observed updates (round 1) there are no statistics to hide in: nothing is sent but the base.
+            guard !observed.isEmpty else { return base }
+            let (mu, sd) = Attack.moments(observed, d)
             let zz = Float(z ?? Attack.alieZ(n: members, f: attackers))
             return (0..<d).map { base[$0] + mu[$0] - zz * sd[$0] }
         case .ipm(let epsilon):

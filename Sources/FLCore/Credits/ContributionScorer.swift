@@ -36,15 +36,22 @@ public enum ContributionScorer {
     ///   - trimmed: coordinates the rule trimmed from each update.
     ///   - beta: the rule's trim fraction per side (0 for rules that do not trim).
     public static func gates(updates: [[Float]], base: [Float], previousChange: [Float]?, trimmed: [Int], beta: Double) -> [Gate?] {
-        let steps = updates.map { u in zip(u, base).map { $0 - $1 } }
+        gates(updates: updates, bases: updates.map { _ in base }, previousChanges: updates.map { _ in previousChange }, trimmed: trimmed, beta: beta)
+    }
+
+    /// Gates with each update measured from its own author's starting model
+    /// (`bases[i]`) and that author's previous change (peers that screen
+    /// differently start a round from different models).
+    public static func gates(updates: [[Float]], bases: [[Float]], previousChanges: [[Float]?], trimmed: [Int], beta: Double) -> [Gate?] {
+        let steps = updates.indices.map { i in zip(updates[i], bases[i]).map { $0 - $1 } }
         let norms = steps.map { norm($0) }
         let sortedNorms = norms.sorted()
         let median = sortedNorms.isEmpty ? 0 : sortedNorms[sortedNorms.count / 2]
-        let previousNorm = previousChange.map { norm($0) } ?? 0
-        let d = base.count
+        let d = bases.first?.count ?? 0
         return steps.indices.map { i -> Gate? in
             if norms[i] <= echoBelow * median { return .echo }
-            if let previousChange, previousNorm > 0, distance(steps[i], previousChange) <= replayWithin * previousNorm { return .replay }
+            if let previousChange = previousChanges[i], case let previousNorm = norm(previousChange), previousNorm > 0,
+               distance(steps[i], previousChange) <= replayWithin * previousNorm { return .replay }
             for j in steps.indices where j != i && norms[j] > 0 && distance(steps[i], steps[j]) <= copyWithin * norms[j] { return .copy }
             if d > 0, i < trimmed.count, Double(trimmed[i]) > (0.5 + beta) * Double(d) { return .trimmed }
             return nil

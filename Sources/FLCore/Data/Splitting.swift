@@ -37,11 +37,16 @@ public enum Splitting {
     /// proportions p ~ Dirichlet(α,…,α) split that class's shuffled rows at
     /// ⌊cumsum(p)·count⌋. The whole draw is repeated (up to `maxAttempts`)
     /// until every part has at least `minPartSize` rows. Every row lands in
-    /// exactly one part.
+    /// exactly one part. With `weights`, each class's proportions are
+    /// multiplied by them and renormalised (quantity skew on top of the
+    /// label skew: part i's expected size scales with weights[i]).
     public static func dirichlet(
         _ data: Dataset, indices: [Int]? = nil, parts: Int, alpha: Double, minPartSize: Int = 10,
-        seed: UInt64, maxAttempts: Int = 10
+        seed: UInt64, maxAttempts: Int = 10, weights: [Double]? = nil
     ) throws(SplitError) -> [[Int]] {
+        if let weights, weights.count != parts || !weights.allSatisfy({ $0 > 0 && $0.isFinite }) {
+            throw SplitError(reason: "expected \(parts) positive weights, got \(weights)")
+        }
         guard parts >= 1 else { throw SplitError(reason: "the number of parts must be at least 1, got \(parts)") }
         guard alpha > 0, alpha.isFinite else { throw SplitError(reason: "alpha must be a positive number, got \(alpha)") }
         let rows = indices ?? Array(0..<data.rows)
@@ -56,7 +61,13 @@ public enum Splitting {
             var result = [[Int]](repeating: [], count: parts)
             for var group in byClass where !group.isEmpty {
                 rng.shuffle(&group)
-                let p = rng.nextDirichlet(alpha: alpha, count: parts)
+                var p = rng.nextDirichlet(alpha: alpha, count: parts)
+                // Quantity skew: member i's expected share of every class scales with weights[i].
+                if let weights {
+                    p = zip(p, weights).map { $0 * $1 }
+                    let total = p.reduce(0, +)
+                    p = p.map { $0 / total }
+                }
                 var cumulative = 0.0
                 var start = 0
                 for part in 0..<parts {

@@ -1,0 +1,206 @@
+import ArgumentParser
+import FLLedger
+import Foundation
+
+/// The coordinator's view: incentive credits per institution.
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Incentive credits per institution, per round and in total (docs/credits.md).",
+        discussion: """
+            Derives every figure from the scores signed into aggregate entries: the credit of an institution \
+            for a round is the median of the other assessors' votes; negative credits pay zero and are shown \
+            apart. Run 'ledger-tool verify' first: the report trusts the entries' integrity. With --verify, \
+            every credit a peer recorded in its ledger is re-derived, and the command exits 1 if one does not.
+            """
+    )
+
+    enum Format: String, ExpressibleByArgument, CaseIterable {
+        case table, csv, json, html
+    }
+
+    @Argument(help: "The ledger file.")
+    var ledger: String
+
+    @Option(help: "Output format: \(Format.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var format: Format = .table
+
+    @Option(help: "Write the report to this file instead of standard output.")
+    var out: String?
+
+    @Flag(help: "Re-derive every credit recorded in the ledger; exit 1 if any differs.")
+    var verify = false
+
+    func run() throws {
+        let entries = try readEntries(ledger)
+        let report = Credits.report(entries: entries)
+        let text: String = switch format {
+        case .table: Self.table(report)
+        case .csv: Self.csv(report)
+        case .json: try Self.json(report)
+        case .html: Self.html(report, title: (ledger as NSString).lastPathComponent)
+        }
+        if let out {
+            do {
+                try text.write(toFile: out, atomically: true, encoding: .utf8)
+            } catch {
+                FileHandle.standardError.write(Data("ledger-tool: cannot write \(out): \(error.localizedDescription)\n".utf8))
+                throw ExitCode(1)
+            }
+        } else {
+            print(text, terminator: text.hasSuffix("\n") ? "" : "\n")
+        }
+        if verify {
+            let err = FileHandle.standardError
+            for m in report.mismatches { err.write(Data("ledger-tool: \(m)\n".utf8)) }
+            if !report.mismatches.isEmpty {
+                err.write(Data("ledger-tool: \(report.mismatches.count) of \(report.recordedChecked) recorded credits do not re-derive\n".utf8))
+                throw ExitCode(1)
+            }
+            err.write(Data("ledger-tool: verified: all \(report.recordedChecked) recorded credits re-derive from the entries; totals are sums of the positive round credits\n".utf8))
+        }
+    }
+
+    /// Credits are in micro-nats (whole, or halves from a median of an even count).
+    static func number(_ x: Double) -> String { String(format: "%.1f", x) }
+
+    static func table(_ r: Credits.Report) -> String {
+        var lines = ["credits (\(Credits.ruleVersion)), \(r.rounds.count) rounds"]
+        let header = ["institution", "total", "share", "negative", "rounds", "screened", "gated", "evidence"]
+        var rows = [header]
+        for i in r.institutions {
+            let gated = i.gated.isEmpty ? "-" : i.gated.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            rows.append([i.id, number(i.total), String(format: "%.1f%%", 100 * i.share), number(i.negative), "\(i.roundsContributed)/\(r.rounds.count)",
+                         "\(i.timesScreened)", gated, "\(i.evidence)"])
+        }
+        let widths = header.indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
+        for row in rows {
+            lines.append(row.enumerated().map { c, cell in c == 0 || c == 6 ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
+                : String(repeating: " ", count: widths[c] - cell.count) + cell }.joined(separator: "  "))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func csv(_ r: Credits.Report) -> String {
+        var lines = [(["institution", "total", "share", "negative", "rounds_contributed", "times_screened", "evidence"] + r.rounds.map { "round_\($0)" }).joined(separator: ",")]
+        for i in r.institutions {
+            let fields = [i.id, "\(i.total)", "\(i.share)", "\(i.negative)", "\(i.roundsContributed)", "\(i.timesScreened)", "\(i.evidence)"]
+                + r.rounds.map { i.rounds[$0].map { "\($0)" } ?? "" }
+            lines.append(fields.joined(separator: ","))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func jsonObject(_ r: Credits.Report) -> [String: Any] {
+        [
+            "rule": Credits.ruleVersion,
+            "rounds": r.rounds,
+            "institutions": r.institutions.map { i -> [String: Any] in
+                [
+                    "id": i.id, "total": i.total, "negative": i.negative, "share": i.share,
+                    "rounds": Dictionary(uniqueKeysWithValues: i.rounds.map { ("\($0.key)", $0.value) }),
+                    "rounds_contributed": i.roundsContributed, "times_screened": i.timesScreened, "gated": i.gated, "evidence": i.evidence,
+                ]
+            },
+            "recorded_credits_checked": r.recordedChecked,
+            "mismatches": r.mismatches.map(\.description),
+        ]
+    }
+
+    static func json(_ r: Credits.Report) throws -> String {
+        let data = try JSONSerialization.data(withJSONObject: jsonObject(r), options: [.sortedKeys, .withoutEscapingSlashes])
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+
+    static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+            .replacingOccurrences(of: "\"", with: "&quot;")
+    }
+
+    /// One self-contained page: a table and three inline SVG charts
+    /// (cumulative credits over rounds, shares, an institution × round heatmap).
+    static func html(_ r: Credits.Report, title: String) -> String {
+        let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+        func color(_ i: Int) -> String { palette[i % palette.count] }
+        let insts = r.institutions
+        // Cumulative credits over rounds.
+        let w = 640.0, h = 300.0, left = 50.0, bottom = 30.0
+        let cumulative = insts.map { i -> [Double] in
+            var sum = 0.0
+            return r.rounds.map { sum += max(0, i.rounds[$0] ?? 0); return sum }
+        }
+        let maxY = max(cumulative.flatMap { $0 }.max() ?? 0, 1e-9)
+        let n = max(r.rounds.count - 1, 1)
+        func x(_ k: Int) -> Double { left + (w - left - 10) * Double(k) / Double(n) }
+        func y(_ v: Double) -> Double { h - bottom - (h - bottom - 10) * v / maxY }
+        var line = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(h))\" role=\"img\" aria-label=\"cumulative credits over rounds\">"
+        line += "<line x1=\"\(left)\" y1=\"\(h - bottom)\" x2=\"\(w - 10)\" y2=\"\(h - bottom)\" stroke=\"#444\"/><line x1=\"\(left)\" y1=\"10\" x2=\"\(left)\" y2=\"\(h - bottom)\" stroke=\"#444\"/>"
+        line += "<text x=\"\(left - 5)\" y=\"15\" text-anchor=\"end\" font-size=\"11\">\(number(maxY))</text><text x=\"\(left - 5)\" y=\"\(h - bottom)\" text-anchor=\"end\" font-size=\"11\">0</text>"
+        if let first = r.rounds.first, let last = r.rounds.last {
+            line += "<text x=\"\(left)\" y=\"\(h - 10)\" font-size=\"11\">round \(first)</text><text x=\"\(w - 10)\" y=\"\(h - 10)\" text-anchor=\"end\" font-size=\"11\">round \(last)</text>"
+        }
+        for (k, series) in cumulative.enumerated() where !series.isEmpty {
+            let points = series.enumerated().map { "\(x($0.offset)),\(y($0.element))" }.joined(separator: " ")
+            line += "<polyline fill=\"none\" stroke=\"\(color(k))\" stroke-width=\"2\" points=\"\(points)\"><title>\(escape(insts[k].id))</title></polyline>"
+        }
+        line += "</svg>"
+        // Shares.
+        let barH = 22.0
+        var bars = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(barH * Double(insts.count) + 10))\" role=\"img\" aria-label=\"shares of the total credit\">"
+        for (k, i) in insts.enumerated() {
+            let yy = 5 + barH * Double(k)
+            bars += "<text x=\"0\" y=\"\(yy + 15)\" font-size=\"12\">\(escape(i.id))</text>"
+            bars += "<rect x=\"120\" y=\"\(yy + 3)\" width=\"\((w - 200) * i.share)\" height=\"\(barH - 6)\" fill=\"\(color(k))\"/>"
+            bars += "<text x=\"\(125 + (w - 200) * i.share)\" y=\"\(yy + 15)\" font-size=\"12\">\(String(format: "%.1f%%", 100 * i.share))</text>"
+        }
+        bars += "</svg>"
+        // Heatmap: institution × round, positive credits in green, negative in red.
+        let cell = max(8.0, min(24.0, (w - 120) / Double(max(r.rounds.count, 1))))
+        let maxAbs = max(insts.flatMap { $0.rounds.values.map(abs) }.max() ?? 0, 1e-9)
+        var heat = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(120 + cell * Double(r.rounds.count) + 10))\" height=\"\(Int(cell * Double(insts.count) + 30))\" role=\"img\" aria-label=\"credit per institution and round\">"
+        for (k, i) in insts.enumerated() {
+            heat += "<text x=\"0\" y=\"\(cell * Double(k) + cell * 0.75)\" font-size=\"11\">\(escape(i.id))</text>"
+            for (c, round) in r.rounds.enumerated() {
+                let v = i.rounds[round]
+                let a = v.map { min(1, abs($0) / maxAbs) } ?? 0
+                let fill = v == nil ? "#eeeeee" : (v! >= 0 ? "rgba(44,160,44,\(String(format: "%.3f", 0.1 + 0.9 * a)))" : "rgba(214,39,40,\(String(format: "%.3f", 0.1 + 0.9 * a)))")
+                heat += "<rect x=\"\(120 + cell * Double(c))\" y=\"\(cell * Double(k))\" width=\"\(cell - 1)\" height=\"\(cell - 1)\" fill=\"\(fill)\"><title>\(escape(i.id)), round \(round): \(v.map(number) ?? "no vote")</title></rect>"
+            }
+        }
+        heat += "<text x=\"120\" y=\"\(cell * Double(insts.count) + 20)\" font-size=\"11\">rounds \(r.rounds.first.map { "\($0)" } ?? "-")–\(r.rounds.last.map { "\($0)" } ?? "-") (green: credit, red: negative, grey: no vote)</text></svg>"
+        var rows = ""
+        for i in insts {
+            rows += "<tr><td>\(escape(i.id))</td><td>\(number(i.total))</td><td>\(String(format: "%.1f%%", 100 * i.share))</td><td>\(number(i.negative))</td>"
+            rows += "<td>\(i.roundsContributed)/\(r.rounds.count)</td><td>\(i.timesScreened)</td><td>\(escape(i.gated.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))</td><td>\(i.evidence)</td></tr>\n"
+        }
+        return """
+            <!DOCTYPE html>
+            <html lang="en">
+            <head>
+            <meta charset="utf-8">
+            <title>flpeer credits: \(escape(title))</title>
+            <style>
+            body { font-family: sans-serif; margin: 2em; color: #222; }
+            table { border-collapse: collapse; } td, th { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+            td:first-child, th:first-child { text-align: left; }
+            </style>
+            </head>
+            <body>
+            <h1>Incentive credits</h1>
+            <p>Ledger \(escape(title)); rule \(Credits.ruleVersion); \(r.rounds.count) rounds. The credit of an institution for a round is the median of the other assessors' Shapley scores for its update; negative credits pay zero.</p>
+            <table>
+            <tr><th>institution</th><th>total</th><th>share</th><th>negative</th><th>rounds contributed</th><th>times screened</th><th>gated</th><th>evidence</th></tr>
+            \(rows)</table>
+            <h2>Cumulative credits over rounds</h2>
+            \(line)
+            <p>\(insts.enumerated().map { "<span style=\"color:\(color($0.offset))\">■</span> \(escape($0.element.id))" }.joined(separator: " &nbsp; "))</p>
+            <h2>Shares</h2>
+            \(bars)
+            <h2>Credit per institution and round</h2>
+            \(heat)
+            </body>
+            </html>
+
+            """
+    }
+}
