@@ -501,7 +501,7 @@ public struct RoundEngine: Sendable {
         /// utility is how far its aggregate (same rule) lowers this peer's
         /// validation loss below the round's starting model.
         func score(_ ordered: [(Accepted, [Float])], stats: AggregationStats, base: Network, previousChange: [Float]?,
-                   authorBases: [(base: [Float], change: [Float]?)], center: [Float],
+                   authorBases: [(base: [Float], change: [Float]?, previousSteps: [[Float]])], center: [Float],
                    validation: Dataset, baseHash: String) throws -> ([String: Double], EntryBody.Scoring) {
             let beta: Double = switch rule {
             case .trimmedMean(let b), .boundedTrimmedMean(let b): b
@@ -509,7 +509,7 @@ public struct RoundEngine: Sendable {
             default: 0
             }
             let gates = ContributionScorer.gates(updates: ordered.map(\.1), bases: authorBases.map(\.base), previousChanges: authorBases.map(\.change),
-                                                 trimmed: stats.trimmed, beta: beta)
+                                                 previousSteps: authorBases.map(\.previousSteps), trimmed: stats.trimmed, beta: beta)
             let players = ordered.indices.filter { gates[$0] == nil }
             var probe = base
             // A loss that is not a number counts as very bad (but finite, so sums stay numbers).
@@ -721,20 +721,30 @@ struct ModelHistory {
     /// aggregate entry names (kept from last round) and checked against the
     /// hash; else (not recomputable) this peer's own.
     mutating func bases(of authors: [String], round: UInt64, store: LedgerStore, rule: AggregationRule, like net: Network,
-                        mine: (id: String, base: [Float], change: [Float]?)) throws -> [(base: [Float], change: [Float]?)] {
+                        mine: (id: String, base: [Float], change: [Float]?)) throws -> [(base: [Float], change: [Float]?, previousSteps: [[Float]])] {
         let updates = try store.entries(kind: .update, round: round)
         let previousUpdates = round > 1 ? try store.entries(kind: .update, round: round - 1) : []
         let aggregates = round > 1 ? try store.entries(kind: .aggregate, round: round - 1) : []
         func baseHash(_ entries: [LedgerEntry], _ author: String) -> String? {
             entries.first { $0.header.author == author }.flatMap { EntryBody.decode($0.body)?["base_hash"] as? String }
         }
+        // The steps an author received last round, from its starting model then: what it aggregated (its aggregate entry names them).
+        func received(_ author: String) -> [[Float]] {
+            guard let previousBase = baseHash(previousUpdates, author).flatMap({ models[$0]?.values }),
+                  let entry = aggregates.first(where: { $0.header.author == author }), let body = EntryBody.decode(entry.body),
+                  let included = body["included"] as? [[String: Any]] else { return [] }
+            let others = included.filter { $0["author"] as? String != author }.compactMap { $0["update_hash"] as? String }
+            let vectors = others.compactMap { lastUpdates[$0] }
+            guard vectors.count == others.count else { return [] }
+            return vectors.map { zip($0, previousBase).map { $0 - $1 } }
+        }
         return authors.map { author in
-            if author == mine.id { return (mine.base, mine.change) }
+            if author == mine.id { return (mine.base, mine.change, []) }
             guard let hash = baseHash(updates, author), let base = model(hash, author: author, aggregates: aggregates, rule: rule, like: net, round: round) else {
-                return (mine.base, mine.change)
+                return (mine.base, mine.change, [])
             }
             let change = baseHash(previousUpdates, author).flatMap { models[$0]?.values }.map { zip(base, $0).map { $0 - $1 } }
-            return (base, change)
+            return (base, change, received(author))
         }
     }
 

@@ -40,6 +40,25 @@ struct ContributionScorerTests {
         #expect(sampled.evaluations < exact.evaluations)
     }
 
+    /// An update made of the crowd's last statistics (ALIE's μ − zσ, IPM's −εμ)
+    /// lies in the plane of μ and σ; a trained one does not.
+    @Test func staleUpdatesAreExplainedByLastRoundsStatistics() {
+        var rng = SeededGenerator(seed: 3)
+        let previous: [[Float]] = (0..<6).map { _ in (0..<200).map { _ in Float(rng.nextGaussian()) + 0.3 } }
+        let alie = Attack.alie(z: 0.84).update(local: [Float](repeating: 0, count: 200), base: [Float](repeating: 0, count: 200), observed: previous,
+                                               members: 10, attackers: 4, rng: &rng)
+        let ipm = Attack.ipm(epsilon: 0.1).update(local: [Float](repeating: 0, count: 200), base: [Float](repeating: 0, count: 200), observed: previous,
+                                                  members: 10, attackers: 4, rng: &rng)
+        let trained: [Float] = (0..<200).map { _ in Float(rng.nextGaussian()) + 0.3 }
+        #expect(ContributionScorer.staleResidual(step: alie, previous: previous)! < 1e-4)
+        #expect(ContributionScorer.staleResidual(step: ipm, previous: previous)! < 1e-4)
+        #expect(ContributionScorer.staleResidual(step: trained, previous: previous)! > 0.5)
+        let zero = [Float](repeating: 0, count: 200)
+        let gates = ContributionScorer.gates(updates: [alie, trained], bases: [zero, zero], previousChanges: [nil, nil], previousSteps: [previous, previous],
+                                             trimmed: [0, 0], beta: 0.2)
+        #expect(gates == [.stale, nil])
+    }
+
     @Test func gatesCatchEchoReplayCopyAndHeavyTrimming() {
         let base: [Float] = [1, 1, 1, 1]
         let previous: [Float] = [0.5, -0.5, 0.5, -0.5]

@@ -12,6 +12,9 @@
 ///   model it received);
 /// - `replay`: its step is within a fifth of the previous round's aggregate
 ///   change (it re-sent the last change instead of training);
+/// - `stale`: its step is, within 5 %, a combination a·μ + b·σ of the mean and
+///   spread of the steps its author received the round before (built from
+///   the crowd's statistics instead of training, as ALIE or IPM do);
 /// - `copy`: its step is within 1 % of another update's step;
 /// - `trimmed`: the rule trimmed it in more than half of the coordinates it
 ///   would not trim anyway (more than 0.5 + β of all coordinates).
@@ -20,13 +23,58 @@ public enum ContributionScorer {
     public static let ruleVersion = "gtg-shapley/1"
 
     public enum Gate: String, Sendable, Codable, CaseIterable {
-        case echo, replay, copy, trimmed
+        case echo, replay, stale, copy, trimmed
     }
 
     /// Gate thresholds (relative step lengths), part of `ruleVersion`.
     public static let echoBelow: Float = 0.1
     public static let replayWithin: Float = 0.2
     public static let copyWithin: Float = 0.01
+    public static let staleWithin: Double = 0.05
+
+    /// How far a step is from every update built only from the statistics
+    /// of the steps its author received the round before: the relative
+    /// residual of the least-squares fit δ ≈ a·μ + b·σ (μ, σ the
+    /// coordinate-wise mean and standard deviation of those steps). A
+    /// trained update is far from that plane; one made of the crowd's last
+    /// statistics (a shifted mean, as ALIE or IPM send) lies in it.
+    public static func staleResidual(step: [Float], previous: [[Float]]) -> Double? {
+        let d = step.count
+        guard !previous.isEmpty, previous.allSatisfy({ $0.count == d }) else { return nil }
+        let n = Double(previous.count)
+        var mu = [Double](repeating: 0, count: d), sq = [Double](repeating: 0, count: d)
+        for x in previous {
+            for i in 0..<d {
+                mu[i] += Double(x[i])
+                sq[i] += Double(x[i]) * Double(x[i])
+            }
+        }
+        var sigma = [Double](repeating: 0, count: d)
+        for i in 0..<d {
+            mu[i] /= n
+            sigma[i] = max(0, sq[i] / n - mu[i] * mu[i]).squareRoot()
+        }
+        var mm = 0.0, ms = 0.0, ss = 0.0, ym = 0.0, ys = 0.0, yy = 0.0
+        for i in 0..<d {
+            let y = Double(step[i])
+            mm += mu[i] * mu[i]; ms += mu[i] * sigma[i]; ss += sigma[i] * sigma[i]
+            ym += y * mu[i]; ys += y * sigma[i]; yy += y * y
+        }
+        guard yy > 0 else { return nil }
+        // Normal equations of the 2×2 fit, with a 1-D fallback when μ and σ are parallel.
+        let det = mm * ss - ms * ms
+        var explained: Double
+        if det > 1e-12 * max(mm * ss, 1e-300) {
+            let a = (ym * ss - ys * ms) / det, b = (ys * mm - ym * ms) / det
+            explained = a * ym + b * ys
+        } else if mm > 0 {
+            explained = ym * ym / mm
+        } else {
+            explained = 0
+        }
+        explained = min(max(explained, 0), yy)
+        return ((yy - explained) / yy).squareRoot()
+    }
 
     /// Which updates a gate stops, with the reason (nil: scored).
     /// - Parameters:
@@ -42,7 +90,8 @@ public enum ContributionScorer {
     /// Gates with each update measured from its own author's starting model
     /// (`bases[i]`) and that author's previous change (peers that screen
     /// differently start a round from different models).
-    public static func gates(updates: [[Float]], bases: [[Float]], previousChanges: [[Float]?], trimmed: [Int], beta: Double) -> [Gate?] {
+    public static func gates(updates: [[Float]], bases: [[Float]], previousChanges: [[Float]?], previousSteps: [[[Float]]] = [],
+                             trimmed: [Int], beta: Double) -> [Gate?] {
         let steps = updates.indices.map { i in zip(updates[i], bases[i]).map { $0 - $1 } }
         let norms = steps.map { norm($0) }
         let sortedNorms = norms.sorted()
@@ -52,6 +101,7 @@ public enum ContributionScorer {
             if norms[i] <= echoBelow * median { return .echo }
             if let previousChange = previousChanges[i], case let previousNorm = norm(previousChange), previousNorm > 0,
                distance(steps[i], previousChange) <= replayWithin * previousNorm { return .replay }
+            if i < previousSteps.count, let r = staleResidual(step: steps[i], previous: previousSteps[i]), r <= staleWithin { return .stale }
             for j in steps.indices where j != i && norms[j] > 0 && distance(steps[i], steps[j]) <= copyWithin * norms[j] { return .copy }
             if d > 0, i < trimmed.count, Double(trimmed[i]) > (0.5 + beta) * Double(d) { return .trimmed }
             return nil
