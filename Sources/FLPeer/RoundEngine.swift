@@ -279,6 +279,8 @@ public struct RoundEngine: Sendable {
                 try await publish(round: UInt64(r), bytes: bytes, updateHash: local.parameterSet.sha256Hex(), baseHash: baseHash, samples: train.rows,
                                   codec: RoundEngine.modelCodec, metrics: ["train_loss": Double(summary.epochLosses.last ?? 0)], reveal: false)
                 let committed = try await awaitCommitments(round: UInt64(r))
+                logger.info("revealing update", metadata: ["round": "\(r)", "committed": "\(committed.count)",
+                                                           "unix-ms": "\(Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)))"])
                 try await node.publish(bytes, round: UInt64(r), kind: .update)
                 let published = clock.now
                 let updates: [(Accepted, [Float])] = try await collect(round: UInt64(r), among: committed) { bytes, hash in

@@ -75,6 +75,46 @@ struct CreditTests {
         #expect(audit.stdout.contains("svg 3") && audit.stdout.contains("names inst01 inst02 inst03 inst04"), "\(audit.stdout)")
     }
 
+    /// Commit, then reveal, over real processes: no peer announces its update
+    /// bytes for a round before every member's signed update entry for that
+    /// round exists (each peer logs when it reveals; entry times are signed).
+    @Test func noPeerRevealsBeforeEveryMemberCommitted() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 3\n")])
+        let processes = try JoinCluster.ids.map { try c.start($0, log: "\($0).out", errors: "\($0).err") }
+        defer { for p in processes where p.isRunning { p.terminate() } }
+        let started = Date()
+        while processes.contains(where: \.isRunning), Date().timeIntervalSince(started) < 120 { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(processes.allSatisfy { !$0.isRunning && $0.terminationStatus == 0 })
+        // When each member signed its update for each round.
+        var committedAt: [Int: [String: Int64]] = [:]
+        let export = try ledgerTool("export", c.ledger("inst01"), "--jsonl")
+        for line in export.stdout.split(separator: "\n") {
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], o["kind"] as? String == "update",
+                  let r = (o["round"] as? NSNumber)?.intValue, r >= 1, let author = o["author"] as? String, let t = (o["time_ms"] as? NSNumber)?.int64Value
+            else { continue }
+            committedAt[r, default: [:]][author] = t
+        }
+        #expect((1...3).allSatisfy { committedAt[$0]?.count == 3 }, "\(committedAt)")
+        let pattern = try NSRegularExpression(pattern: #"round=(\d+).*unix-ms=(\d+).*revealing update|revealing update.*round=(\d+).*unix-ms=(\d+)"#)
+        for id in JoinCluster.ids {
+            let log = c.output("\(id).err")
+            var revealed: [Int: Int64] = [:]
+            for line in log.split(separator: "\n") where line.contains("revealing update") {
+                let s = String(line)
+                guard let m = pattern.firstMatch(in: s, range: NSRange(s.startIndex..., in: s)) else { continue }
+                func group(_ i: Int) -> String? { Range(m.range(at: i), in: s).map { String(s[$0]) } }
+                if let r = Int(group(1) ?? group(3) ?? ""), let t = Int64(group(2) ?? group(4) ?? "") { revealed[r] = t }
+            }
+            #expect(revealed.keys.sorted() == [1, 2, 3], "\(id): \(log.suffix(2000))")
+            for (r, t) in revealed {
+                let last = committedAt[r]?.values.max() ?? .max
+                #expect(t >= last, "\(id) revealed round \(r) at \(t), before the last commitment at \(last)")
+            }
+        }
+    }
+
     /// Parses the page with Python's HTML parser: unclosed or mismatched
     /// elements, any src/href/url()/@import, or a missing institution fail it.
     static let htmlAudit = #"""
