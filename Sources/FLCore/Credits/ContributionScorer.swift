@@ -41,19 +41,9 @@ public enum ContributionScorer {
     public static func staleResidual(step: [Float], previous: [[Float]]) -> Double? {
         let d = step.count
         guard !previous.isEmpty, previous.allSatisfy({ $0.count == d }) else { return nil }
-        let n = Double(previous.count)
-        var mu = [Double](repeating: 0, count: d), sq = [Double](repeating: 0, count: d)
-        for x in previous {
-            for i in 0..<d {
-                mu[i] += Double(x[i])
-                sq[i] += Double(x[i]) * Double(x[i])
-            }
-        }
-        var sigma = [Double](repeating: 0, count: d)
-        for i in 0..<d {
-            mu[i] /= n
-            sigma[i] = max(0, sq[i] / n - mu[i] * mu[i]).squareRoot()
-        }
+        // The same statistics ALIE and IPM compute from what they received.
+        let (mu32, sigma32) = Attack.moments(previous, d)
+        let mu = mu32.map(Double.init), sigma = sigma32.map(Double.init)
         var mm = 0.0, ms = 0.0, ss = 0.0, ym = 0.0, ys = 0.0, yy = 0.0
         for i in 0..<d {
             let y = Double(step[i])
