@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Issue 7 acceptance: incentive credits on digits, alpha 0.5, 30 rounds, 10 members:
-# 6 honest with different data sizes (--size-skew), a label-flipper, an ALIE
-# attacker, an echo free-rider and a replay free-rider; and the same run with
-# one honest member (inst06) lying as an assessor. Then the cost of scoring
-# per round for 5, 10 and 20 members.
-# Usage: bash benchmarks/credits.sh [SEEDS ("0 1 2")] [SIZE_SKEW (8)] [COST_SIZES ("5 10 20")]
+# 6 honest with different data sizes (--size-weights: expected sizes 1x to 8x,
+# geometric), a label-flipper, an ALIE attacker, an echo free-rider and a
+# replay free-rider (each at the middle weight 3); and the same run with one
+# honest member (inst06) lying as an assessor. Then the cost of scoring per
+# round for 5, 10 and 20 members.
+# Usage: bash benchmarks/credits.sh [SEEDS ("0 1 2")] [SIZE_WEIGHTS ("1,1.52,2.3,3.48,5.28,8,3,3,3,3")] [COST_SIZES ("5 10 20")]
+# A single number as SIZE_WEIGHTS is --size-skew (a linear ramp over all ten
+# members); an empty COST_SIZES skips the cost part.
 # Prints a Markdown summary on standard output; progress on standard error.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 seeds="${1:-0 1 2}"
-skew="${2:-8}"
-sizes="${3:-5 10 20}"
+weights="${2:-1,1.52,2.3,3.48,5.28,8,3,3,3,3}"
+sizes="${3-5 10 20}"
 echo "building flpeer and ledger-tool (release)…" >&2
 swift build -c release --product flpeer >&2
 swift build -c release --product ledger-tool >&2
@@ -19,7 +22,8 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 cp "$root/.build/release/flpeer" "$root/.build/release/ledger-tool" "$out/"
 
-common=(--peers 10 --rounds 30 --alpha 0.5 --size-skew "$skew")
+if [[ "$weights" == *,* ]]; then size=(--size-weights "$weights"); else size=(--size-skew "$weights"); fi
+common=(--peers 10 --rounds 30 --alpha 0.5 "${size[@]}")
 for seed in $seeds; do
   echo "seed $seed: attackers" >&2
   "$out/flpeer" demo --dir "$out/a$seed" --json "${common[@]}" --seed "$seed" --byzantine 4 --attack label-flip,alie,free-rider,replay \
@@ -28,7 +32,7 @@ for seed in $seeds; do
   "$out/flpeer" demo --dir "$out/b$seed" --json "${common[@]}" --seed "$seed" --byzantine 5 --max-byzantine 4 \
     --attack lying-assessor,label-flip,alie,free-rider,replay 2> "$out/b$seed.err" > "$out/b$seed.json" || { tail -5 "$out/b$seed.err" >&2; exit 1; }
   # Every recorded credit re-derives at every peer; the independent script agrees with the report.
-  for l in "$out/a$seed"/state/*/ledger.sqlite; do
+  for l in "$out/a$seed"/state/*/ledger.sqlite "$out/b$seed"/state/*/ledger.sqlite; do
     "$out/ledger-tool" report "$l" --verify > /dev/null 2>> "$out/verify.log" || { echo "report --verify failed on $l" >&2; exit 1; }
   done
   "$out/ledger-tool" export "$out/a$seed/state/inst01/ledger.sqlite" --jsonl > "$out/a$seed.jsonl"
@@ -58,23 +62,29 @@ def spearman(a, b):
     num = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
     den = (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
     return num / den if den else 0.0
+def change(before, after):
+    return abs(after - before) / before if before > 0 else (0.0 if after == before else float("inf"))
 rows, ratios, rhos, liar = [], {}, [], []
+credit, liar_credit, train = {}, {}, {}
+honest_ids = None
 for s in seeds:
     a, b = load(f"a{s}"), load(f"b{s}")
     peers = a["peers"]; honest = [p for p in peers if not p["byzantine"]]
+    honest_ids = [p["id"] for p in honest]
     hm = statistics.mean(p["credit"] for p in honest)
     rho = spearman([p["train_rows"] for p in honest], [p["credit"] for p in honest]); rhos.append(rho)
     for p in peers:
         if p["byzantine"]: ratios.setdefault(p["attack"], []).append((p["credit"], hm))
+        credit.setdefault(p["id"], []).append(p["credit"]); train.setdefault(p["id"], []).append(p["train_rows"])
     bc = {p["id"]: p["credit"] for p in b["peers"]}
-    changes = [(abs(bc[p["id"]] - p["credit"]) / p["credit"] if p["credit"] > 0 else (0.0 if bc[p["id"]] == 0 else float("inf")), p["id"])
-               for p in peers if p["id"] != "inst06"]
-    worst = max(changes); liar.append(worst)
-    rows.append((s, hm, rho, worst, a["honest_mean_accuracy"]))
-print("| seed | mean honest total | Spearman (credit, train rows), honest | largest change of another's credit under a lying assessor | honest accuracy |")
-print("| --- | --- | --- | --- | --- |")
-for s, hm, rho, worst, acc in rows:
-    print(f"| {s} | {hm:.0f} | {rho:.3f} | {100 * worst[0]:.1f} % ({worst[1]}) | {acc:.4f} |")
+    for i, c in bc.items(): liar_credit.setdefault(i, []).append(c)
+    worst = max((change(p["credit"], bc[p["id"]]), p["id"]) for p in peers if p["id"] != "inst06")
+    liar.append(worst)
+    rows.append((s, hm, rho, worst, a["honest_mean_accuracy"], a["credit_recorded_mismatches"] + b["credit_recorded_mismatches"]))
+print("| seed | mean honest total | Spearman (credit, train rows), honest | largest change of another's credit under a lying assessor | honest accuracy | recorded credits that do not re-derive |")
+print("| --- | --- | --- | --- | --- | --- |")
+for s, hm, rho, worst, acc, mism in rows:
+    print(f"| {s} | {hm:.0f} | {rho:.3f} | {100 * worst[0]:.1f} % ({worst[1]}) | {acc:.4f} | {mism} |")
 print()
 print("| role | mean total (seeds) | share of the mean honest total |")
 print("| --- | --- | --- |")
@@ -82,7 +92,11 @@ for role, v in ratios.items():
     t = statistics.mean(x for x, _ in v); h = statistics.mean(y for _, y in v)
     print(f"| {role} | {t:.0f} | {100 * t / h:.1f} % |")
 print()
-print(f"Mean Spearman over seeds: {statistics.mean(rhos):.3f}; largest change under a lying assessor: {100 * max(w[0] for w in liar):.1f} %")
+mean = {i: statistics.mean(v) for i, v in credit.items()}; mean_liar = {i: statistics.mean(v) for i, v in liar_credit.items()}
+seed_mean_worst = max((change(mean[i], mean_liar[i]), i) for i in mean if i != "inst06")
+rho_of_means = spearman([statistics.mean(train[i]) for i in honest_ids], [mean[i] for i in honest_ids])
+print(f"Per seed: mean Spearman {statistics.mean(rhos):.3f} (lowest {min(rhos):.3f}); largest change under a lying assessor {100 * max(w[0] for w in liar):.1f} %.")
+print(f"Mean of the seeds (each institution's credit averaged over seeds): Spearman {rho_of_means:.3f}; largest change under a lying assessor {100 * seed_mean_worst[0]:.1f} % ({seed_mean_worst[1]}).")
 print()
 print("| members | scoring s/round (mean over peers) | round s | exact |")
 print("| --- | --- | --- | --- |")

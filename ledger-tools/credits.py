@@ -3,17 +3,22 @@
 
 Usage: credits.py EXPORT.jsonl [--compare REPORT.json] [--json]
 
-Implements docs/credits.md (rule median-of-others/1) from the exported entries
-alone: per round, each assessor (an author of an aggregate entry, unless an
-evidence entry accuses it) votes its signed score for every member it
-included and 0 for every member it screened out; a member's round credit is
-the median of the votes of the other assessors; totals are the sums, in round
-order, of the positive round credits. With --compare, checks that
-`ledger-tool report --format json` gives exactly the same figures (exit 1 if
-not). Only the standard library is used.
+Implements docs/credits.md (rule class-median/2) from the exported entries
+alone. Per round, the assessors are the authors of aggregate entries that no
+evidence entry accuses. In each class, a member's value is the median of the
+per-class scores of the other assessors that hold the class and heard the
+member (an assessor that screened the member out votes 0 only when at least
+half of them did; otherwise it abstains). A member's positive part is the sum
+of its positive class values. The round pays at most the smaller of the sum
+over classes of the median, over the class's holders, of their scores for the
+other members in that class, and the sum of all class values; positive parts
+are scaled down to that and rounded down to whole micro-nats. Totals are the sums, in round order, of the round credits. With
+--compare, checks that `ledger-tool report --format json` gives exactly the
+same figures (exit 1 if not). Only the standard library is used.
 """
 import argparse
 import json
+import math
 import sys
 
 
@@ -23,16 +28,63 @@ def median(xs):
     return s[n // 2] if n % 2 == 1 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
-def round_credits(assessments):
-    votes = {}
+def round_figures(assessments):
+    """(credits, negatives) of one round; every sum in sorted order, as the spec fixes."""
+    members = set()
     for a in assessments:
-        for member, score in a["scores"].items():
-            if member != a["assessor"]:
-                votes.setdefault(member, []).append(score)
-        for member in set(a["screened"]):
-            if member != a["assessor"] and member not in a["scores"]:
-                votes.setdefault(member, []).append(0)
-    return {m: median(v) for m, v in votes.items() if v}
+        members |= set(a["scores"]) | set(a["screened"])
+    positives, negatives, signed = {}, {}, {}
+    for m in sorted(members):
+        pos = neg = 0.0
+        classes = set()
+        for a in assessments:
+            if a["assessor"] != m:
+                classes |= set(a["classes"])
+        for c in sorted(classes):
+            holders, votes = 0, []
+            for a in assessments:
+                if a["assessor"] == m or c not in a["classes"]:
+                    continue
+                if m in a["scores"]:
+                    holders += 1
+                    votes.append(float(a["scores"][m].get(c, 0)))
+                elif m in a["screened"]:
+                    holders += 1
+            if 2 * len(votes) <= holders:
+                votes += [0.0] * (holders - len(votes))
+            if not votes:
+                continue
+            v = median(votes)
+            if v > 0:
+                pos += v
+            else:
+                neg += v
+        positives[m], negatives[m], signed[m] = pos, neg, pos + neg
+    claimed = 0.0
+    for c in sorted({c for a in assessments for c in a["classes"]}):
+        claims = []
+        for a in sorted(assessments, key=lambda a: a["assessor"]):
+            if c not in a["classes"]:
+                continue
+            worth = 0.0
+            for m in sorted(a["scores"]):
+                if m != a["assessor"]:
+                    worth += float(a["scores"][m].get(c, 0))
+            claims.append(worth)
+        if claims:
+            claimed += median(claims)
+    consensus = 0.0
+    for m in sorted(members):
+        consensus += signed[m]
+    payout = max(0.0, min(claimed, consensus))
+    total = 0.0
+    for m in sorted(members):
+        total += positives[m]
+    credits = {}
+    for m in members:
+        p = positives[m]
+        credits[m] = 0.0 if total <= 0 else float(math.floor(p if payout >= total else p * payout / total))
+    return credits, negatives
 
 
 def compute(entries):
@@ -49,20 +101,35 @@ def compute(entries):
             continue
         body = e["body"]
         scores = body.get("scores")
-        if not isinstance(scores, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values()):
-            continue
-        screened = [s["author"] for s in body.get("screened", []) if isinstance(s, dict) and isinstance(s.get("author"), str)]
-        gated = (body.get("scoring") or {}).get("gated") or {}
+
+        def number(x):
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+        if not isinstance(scores, dict) or not all(isinstance(v, dict) and all(number(x) for x in v.values()) for v in scores.values()):
+            continue  # not per class: another scoring rule
+        listed = body.get("screened")
+        screened = [s["author"] for s in (listed if isinstance(listed, list) else [])
+                    if isinstance(s, dict) and isinstance(s.get("author"), str)]
+        scoring = body.get("scoring")
+        if not isinstance(scoring, dict):
+            scoring = {}
+        gated = scoring.get("gated")
+        if not isinstance(gated, dict) or not all(isinstance(g, str) for g in gated.values()):
+            gated = {}
+        classes = scoring.get("classes")
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            classes = sorted({c for v in scores.values() for c in v})
         by_round.setdefault(e["round"], {}).setdefault(e["author"], {
-            "assessor": e["author"], "scores": scores, "screened": screened, "gated": gated})
+            "assessor": e["author"], "scores": scores, "classes": classes, "screened": screened, "gated": gated})
     rounds = sorted(by_round)
     lines = {m: {"id": m, "rounds": {}, "total": 0, "negative": 0, "times_screened": 0, "gated": {}, "evidence": 0}
              for m in members | set(accused)}
     for r in rounds:
         assessments = [by_round[r][a] for a in sorted(by_round[r])]
-        for member, credit in round_credits(assessments).items():
+        credits, negatives = round_figures(assessments)
+        for member, credit in credits.items():
             lines.setdefault(member, {"id": member, "rounds": {}, "total": 0, "negative": 0, "times_screened": 0, "gated": {}, "evidence": 0})
             lines[member]["rounds"][r] = credit
+            lines[member]["negative"] += negatives[member]
         for a in assessments:
             for m in set(a["screened"]):
                 if m != a["assessor"]:
@@ -76,11 +143,9 @@ def compute(entries):
         contributed = 0
         for r in sorted(line["rounds"]):
             c = line["rounds"][r]
+            line["total"] += c
             if c > 0:
-                line["total"] += c
                 contributed += 1
-            else:
-                line["negative"] += c
         line["rounds_contributed"] = contributed
     total = 0
     for m in sorted(lines):

@@ -4,21 +4,30 @@ import Foundation
 /// `aggregate` entries (docs/credits.md). An auditor derives every figure
 /// from the ledger alone.
 ///
-/// For one round, each assessor (an unflagged member with an aggregate
-/// entry for the round) casts one vote per member: its score for the member
-/// if it included the member's update, 0 if it screened the update out, no
-/// vote if it did not hear the member. The credit of member i is the median
-/// of the votes of assessors other than i. Negative credits pay zero and are
-/// reported apart; a total is the sum over rounds of the positive credits.
+/// Scores are per class: assessor a's score for member i in class c is the
+/// Shapley value of i's update for a's loss on its rows of class c. For one
+/// round, member i's value in class c is the median of the scores of the
+/// other assessors that hold class c and heard i; an assessor that screened
+/// i out votes 0, but only when at least half of those assessors did (else
+/// it abstains). A member's positive part is the sum of its positive class
+/// values, its negative part the sum of the negative ones (reported, never
+/// paid). A round pays at most what the federation learned in it: the
+/// smaller of (a) the sum over classes of the median, over the class's
+/// holders, of what the other members' updates were worth on their rows of
+/// that class, and (b) the sum of all members' class values; when the
+/// positive parts add up to more, they are scaled down to it. Credits are
+/// whole micro-nats; a total is the sum over rounds.
 public enum Credits {
-    public static let ruleVersion = "median-of-others/1"
+    public static let ruleVersion = "class-median/2"
 
     /// One assessor's aggregate entry for a round, as far as credits go.
     public struct Assessment: Sendable, Equatable {
         public var assessor: String
         public var round: UInt64
-        /// Included members' scores.
-        public var scores: [String: Double]
+        /// Included members' scores, class → micro-nats.
+        public var scores: [String: [String: Double]]
+        /// The classes this assessor holds rows of.
+        public var classes: [String]
         /// Members whose update this assessor screened out.
         public var screened: [String]
         /// Members a gate gave zero, with the gate.
@@ -26,34 +35,51 @@ public enum Credits {
         /// Credits of an earlier round this assessor recorded, if any.
         public var recorded: EntryBody.RecordedCredits?
 
-        public init(assessor: String, round: UInt64, scores: [String: Double], screened: [String] = [], gated: [String: String] = [:],
-                    recorded: EntryBody.RecordedCredits? = nil) {
+        public init(assessor: String, round: UInt64, scores: [String: [String: Double]], classes: [String]? = nil, screened: [String] = [],
+                    gated: [String: String] = [:], recorded: EntryBody.RecordedCredits? = nil) {
             self.assessor = assessor
             self.round = round
             self.scores = scores
+            self.classes = classes ?? Array(Set(scores.values.flatMap(\.keys))).sorted()
             self.screened = screened
             self.gated = gated
             self.recorded = recorded
         }
 
-        /// Reads an aggregate entry's body; nil for other kinds or malformed bodies.
+        /// Reads an aggregate entry's body; nil for other kinds, malformed
+        /// bodies, or scores that are not per class (an older scoring rule).
         public init?(_ entry: LedgerEntry) {
             guard entry.header.kind == .aggregate, let body = EntryBody.decode(entry.body),
                   let raw = body["scores"] as? [String: Any] else { return nil }
-            var scores: [String: Double] = [:]
-            for (k, v) in raw {
-                guard let n = v as? NSNumber else { return nil }
-                scores[k] = n.doubleValue
+            var scores: [String: [String: Double]] = [:]
+            for (member, v) in raw {
+                guard let perClass = v as? [String: Any] else { return nil }
+                var values: [String: Double] = [:]
+                for (c, x) in perClass {
+                    // JSON true/false are not scores (Foundation reads them as numbers of type "c").
+                    guard let n = x as? NSNumber, String(cString: n.objCType) != "c", n.doubleValue.isFinite else { return nil }
+                    values[c] = n.doubleValue
+                }
+                scores[member] = values
             }
-            let screened = (body["screened"] as? [[String: Any]] ?? []).compactMap { $0["author"] as? String }
+            let screened = (body["screened"] as? [Any] ?? []).compactMap { ($0 as? [String: Any])?["author"] as? String }
             let scoring = body["scoring"] as? [String: Any]
             let gated = scoring?["gated"] as? [String: String] ?? [:]
+            let classes = scoring?["classes"] as? [String]
             var recorded: EntryBody.RecordedCredits?
             if let c = body["credits"] as? [String: Any], let r = (c["round"] as? NSNumber)?.uint64Value, let a = c["assessors"] as? [String],
                let values = c["values"] as? [String: Any] {
                 recorded = .init(round: r, assessors: a, values: values.compactMapValues { ($0 as? NSNumber)?.doubleValue })
             }
-            self.init(assessor: entry.header.author, round: entry.header.round, scores: scores, screened: screened, gated: gated, recorded: recorded)
+            self.init(assessor: entry.header.author, round: entry.header.round, scores: scores, classes: classes, screened: screened, gated: gated,
+                      recorded: recorded)
+        }
+
+        /// The sum of this assessor's class-c scores for the other members
+        /// (by Shapley's efficiency, the part of the round's improvement of
+        /// its class-c loss that their updates brought), members in id order.
+        func othersWorth(in c: String) -> Double {
+            scores.keys.sorted().filter { $0 != assessor }.map { scores[$0]![c] ?? 0 }.reduce(0, +)
         }
     }
 
@@ -65,27 +91,78 @@ public enum Credits {
         return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2
     }
 
-    /// Each member's credit for one round from that round's assessments
-    /// (members nobody else voted on are absent).
-    public static func roundCredits(_ assessments: [Assessment]) -> [String: Double] {
-        var votes: [String: [Double]] = [:]
-        for a in assessments {
-            for (member, score) in a.scores where member != a.assessor { votes[member, default: []].append(score) }
-            for member in Set(a.screened) where member != a.assessor && a.scores[member] == nil { votes[member, default: []].append(0) }
-        }
-        return votes.compactMapValues(median)
+    /// One round's figures for every member some assessor heard.
+    public struct RoundResult: Sendable, Equatable {
+        /// Paid credits, whole micro-nats (0 or more).
+        public var credits: [String: Double]
+        /// Sums of the negative class values (reported, not paid).
+        public var negatives: [String: Double]
+        /// Sums of the positive class values, before scaling.
+        public var positives: [String: Double]
+        /// What the round pays at most (docs/credits.md).
+        public var payout: Double
     }
+
+    /// Each member's figures for one round from that round's assessments.
+    public static func round(_ assessments: [Assessment]) -> RoundResult {
+        var members = Set<String>()
+        for a in assessments { members.formUnion(a.scores.keys); members.formUnion(a.screened) }
+        var positives: [String: Double] = [:], negatives: [String: Double] = [:], signed: [String: Double] = [:]
+        for m in members.sorted() {
+            var pos = 0.0, neg = 0.0
+            var classes = Set<String>()
+            for a in assessments where a.assessor != m { classes.formUnion(a.classes) }
+            for c in classes.sorted() {
+                var holders = 0
+                var votes: [Double] = []
+                for a in assessments where a.assessor != m && a.classes.contains(c) {
+                    if let s = a.scores[m] {
+                        holders += 1
+                        votes.append(s[c] ?? 0)
+                    } else if a.screened.contains(m) {
+                        holders += 1
+                    }
+                }
+                // Screeners vote 0 only when they are at least half of the holders.
+                if 2 * votes.count <= holders { votes += [Double](repeating: 0, count: holders - votes.count) }
+                guard let v = median(votes) else { continue }
+                if v > 0 { pos += v } else { neg += v }
+            }
+            positives[m] = pos
+            negatives[m] = neg
+            signed[m] = pos + neg
+        }
+        // Claimed: per class, the median over its holders of what the other
+        // members' updates were worth on their rows of the class; summed.
+        var claimed = 0.0
+        for c in Set(assessments.flatMap(\.classes)).sorted() {
+            let claims = assessments.filter { $0.classes.contains(c) }.sorted { $0.assessor < $1.assessor }.map { $0.othersWorth(in: c) }
+            claimed += median(claims) ?? 0
+        }
+        let consensus = members.sorted().map { signed[$0]! }.reduce(0, +)
+        let payout = max(0, min(claimed, consensus))
+        let total = members.sorted().map { positives[$0]! }.reduce(0, +)
+        var credits: [String: Double] = [:]
+        for m in members {
+            let p = positives[m]!
+            credits[m] = total <= 0 ? 0 : (payout >= total ? p : p * payout / total).rounded(.down)
+        }
+        return RoundResult(credits: credits, negatives: negatives, positives: positives, payout: payout)
+    }
+
+    /// Each member's paid credit for one round.
+    public static func roundCredits(_ assessments: [Assessment]) -> [String: Double] { round(assessments).credits }
 
     /// One institution's line in a report.
     public struct Institution: Sendable, Equatable {
         public var id: String
-        /// Sum of the positive round credits.
+        /// Sum of the round credits.
         public var total: Double = 0
-        /// Sum of the negative round credits (paid as zero).
+        /// Sum over rounds of the negative class values (never paid).
         public var negative: Double = 0
         /// Share of the sum of all totals.
         public var share: Double = 0
-        /// Round → credit (negative values included, as derived).
+        /// Round → paid credit.
         public var rounds: [UInt64: Double] = [:]
         /// Rounds with a positive credit.
         public var roundsContributed: Int = 0
@@ -116,6 +193,8 @@ public enum Credits {
         /// Recorded credits that were re-derived (for `--verify`).
         public var recordedChecked: Int
         public var mismatches: [Mismatch]
+        /// Aggregate entries whose scores are not per class (another scoring rule), left out.
+        public var unreadable: Int = 0
     }
 
     /// Members accused by `evidence` entries, with the number of distinct
@@ -136,8 +215,9 @@ public enum Credits {
         let flagged = accused(entries)
         let members = Set(entries.filter { $0.header.kind == .genesis }.map(\.header.author))
         var byRound: [UInt64: [String: Assessment]] = [:]
+        var unreadable = 0
         for e in entries where e.header.kind == .aggregate && flagged[e.header.author] == nil {
-            guard let a = Assessment(e) else { continue }
+            guard let a = Assessment(e) else { unreadable += 1; continue }
             // One assessment per (assessor, round): the first in chain order.
             if byRound[a.round]?[a.assessor] == nil { byRound[a.round, default: [:]][a.assessor] = a }
         }
@@ -145,8 +225,10 @@ public enum Credits {
         var lines = Dictionary(uniqueKeysWithValues: members.union(flagged.keys).map { ($0, Institution(id: $0)) })
         for r in rounds {
             let assessments = byRound[r]!.keys.sorted().map { byRound[r]![$0]! }
-            for (member, credit) in roundCredits(assessments) {
+            let result = round(assessments)
+            for (member, credit) in result.credits {
                 lines[member, default: Institution(id: member)].rounds[r] = credit
+                lines[member, default: Institution(id: member)].negative += result.negatives[member] ?? 0
             }
             for a in assessments {
                 for m in Set(a.screened) where m != a.assessor { lines[m, default: Institution(id: m)].timesScreened += 1 }
@@ -158,12 +240,8 @@ public enum Credits {
             // Sums in round order, so every implementation adds alike.
             for r in lines[id]!.rounds.keys.sorted() {
                 let c = lines[id]!.rounds[r]!
-                if c > 0 {
-                    lines[id]!.total += c
-                    lines[id]!.roundsContributed += 1
-                } else {
-                    lines[id]!.negative += c
-                }
+                lines[id]!.total += c
+                if c > 0 { lines[id]!.roundsContributed += 1 }
             }
         }
         let sum = lines.keys.sorted().map { lines[$0]!.total }.reduce(0, +)  // in id order, so every implementation adds alike
@@ -186,6 +264,7 @@ public enum Credits {
                 }
             }
         }
-        return Report(institutions: lines.values.sorted { $0.id < $1.id }, rounds: rounds, recordedChecked: checked, mismatches: mismatches)
+        return Report(institutions: lines.values.sorted { $0.id < $1.id }, rounds: rounds, recordedChecked: checked, mismatches: mismatches,
+                      unreadable: unreadable)
     }
 }

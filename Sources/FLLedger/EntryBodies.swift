@@ -70,14 +70,17 @@ public enum EntryBody {
         public var evaluations: Int
         /// Updates a gate gave zero, with the gate's name.
         public var gated: [String: String]
+        /// The classes the assessor holds rows of (the keys of every score).
+        public var classes: [String]
         public var seconds: Double
-        public init(rule: String, seed: String, exact: Bool, permutations: Int, evaluations: Int, gated: [String: String], seconds: Double) {
+        public init(rule: String, seed: String, exact: Bool, permutations: Int, evaluations: Int, gated: [String: String], classes: [String], seconds: Double) {
             self.rule = rule
             self.seed = seed
             self.exact = exact
             self.permutations = permutations
             self.evaluations = evaluations
             self.gated = gated
+            self.classes = classes
             self.seconds = seconds
         }
     }
@@ -97,19 +100,19 @@ public enum EntryBody {
 
     /// `late` (optional): updates of earlier rounds that arrived after those rounds closed at this peer.
     public static func aggregate(round: UInt64, included: [Included], rule: String, parameters: [String: Double], resultHash: String,
-                                 scores: [String: Double], late: [Late] = [], screened: [Screened] = [],
+                                 scores: [String: [String: Double]], late: [Late] = [], screened: [Screened] = [],
                                  scoring: Scoring? = nil, credits: RecordedCredits? = nil) -> [UInt8] {
         // JSON has no NaN or infinity: such values are written as the largest finite double of their sign.
         func finite(_ x: Double) -> Double { x.isFinite ? x : (x < 0 ? -Double.greatestFiniteMagnitude : Double.greatestFiniteMagnitude) }
         var o: [String: Any] = [
-            "round": round, "rule": rule, "parameters": parameters.mapValues(finite), "result_hash": resultHash, "scores": scores.mapValues(finite),
+            "round": round, "rule": rule, "parameters": parameters.mapValues(finite), "result_hash": resultHash, "scores": scores.mapValues { $0.mapValues(finite) },
             "included": included.map { ["author": $0.author, "update_hash": $0.updateHash, "trimmed": $0.trimmed] },
         ]
         if !late.isEmpty { o["late"] = late.map { ["author": $0.author, "round": $0.round, "update_hash": $0.updateHash] } }
         if !screened.isEmpty { o["screened"] = screened.map { ["author": $0.author, "update_hash": $0.updateHash, "validation_loss": finite($0.validationLoss)] } }
         if let s = scoring {
             o["scoring"] = ["rule": s.rule, "seed": s.seed, "exact": s.exact, "permutations": s.permutations, "evaluations": s.evaluations,
-                            "gated": s.gated, "seconds": finite(s.seconds)] as [String: Any]
+                            "gated": s.gated, "classes": s.classes, "seconds": finite(s.seconds)] as [String: Any]
         }
         if let c = credits { o["credits"] = ["round": c.round, "assessors": c.assessors, "values": c.values.mapValues(finite)] as [String: Any] }
         return encode(o)

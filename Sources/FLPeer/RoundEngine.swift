@@ -216,6 +216,12 @@ public struct RoundEngine: Sendable {
             logger.info("standardisation agreed", metadata: ["members": "\(statsIn.map(\.0.author).joined(separator: ","))"])
             var trainStd = scaler.transform(train)
             let validationStd = scaler.transform(validation)
+            // What this peer scores other members' updates on: all of its rows
+            // (none of them went into another member's update), true labels.
+            var assessment = scaler.transform(train)
+            assessment.features += validationStd.features
+            assessment.labels += validationStd.labels
+            let assessedClasses = Array(Set(assessment.labels)).sorted()
             let attack = config.attack
             if let attack {
                 trainStd.labels = attack.trainingLabels(trainStd.labels, classes: classes.count)
@@ -337,12 +343,13 @@ public struct RoundEngine: Sendable {
                 let authorBases = try history.bases(of: ordered.map(\.0.author), round: UInt64(r), store: store, rule: rule, like: model,
                                                      mine: (config.id, baseParameters, previousChange))
                 var (scores, scoring) = try score(ordered, stats: stats, base: model, previousChange: previousChange, authorBases: authorBases,
-                                                  center: local.parameters, validation: validationStd, baseHash: baseHash)
+                                                  center: local.parameters, assessment: assessment, classes: assessedClasses,
+                                                  classNames: classes, baseHash: baseHash)
                 history.remember(updates: updates.map { ($0.0.updateHash, $0.1) })
                 let scoringTime = scoringStart.duration(to: clock.now)
                 scoring.seconds = Double(scoringTime.components.seconds) + Double(scoringTime.components.attoseconds) * 1e-18
                 if attack == .lyingAssessor {
-                    scores = Dictionary(uniqueKeysWithValues: scores.keys.map { ($0, $0 == me ? RoundEngine.lyingMaximum : 0) })
+                    scores = Dictionary(uniqueKeysWithValues: scores.map { m, v in (m, v.mapValues { _ in m == me ? RoundEngine.lyingMaximum : 0 }) })
                 }
                 let recordedCredits = try previousRoundCredits(UInt64(r))
                 previousBase = baseParameters
@@ -498,13 +505,14 @@ public struct RoundEngine: Sendable {
             }
         }
 
-        /// The scores of the included updates: gates first (zero, and out of
-        /// the game), then Shapley values of the rest, where a coalition's
-        /// utility is how far its aggregate (same rule) lowers this peer's
-        /// validation loss below the round's starting model.
+        /// The scores of the included updates (docs/credits.md): gates first
+        /// (zero, and out of the game), then the Shapley values of the rest,
+        /// class by class: a coalition's utility for class c is how far its
+        /// aggregate (same rule) lowers this peer's mean loss on its rows of
+        /// class c below carrying on in the last round's direction.
         func score(_ ordered: [(Accepted, [Float])], stats: AggregationStats, base: Network, previousChange: [Float]?,
                    authorBases: [(base: [Float], change: [Float]?, previousSteps: [[Float]])], center: [Float],
-                   validation: Dataset, baseHash: String) throws -> ([String: Double], EntryBody.Scoring) {
+                   assessment: Dataset, classes: [Int], classNames: [String], baseHash: String) throws -> ([String: [String: Double]], EntryBody.Scoring) {
             let beta: Double = switch rule {
             case .trimmedMean(let b), .boundedTrimmedMean(let b): b
             case .median: 0.5
@@ -515,7 +523,7 @@ public struct RoundEngine: Sendable {
             let players = ordered.indices.filter { gates[$0] == nil }
             var probe = base
             // A loss that is not a number counts as very bad (but finite, so sums stay numbers).
-            func loss(_ net: Network) -> Double { let l = net.evaluate(on: validation).logLoss; return l.isFinite ? min(l, 1e3) : 1e3 }
+            func losses(_ net: Network) -> [Double] { net.classLosses(on: assessment, classes: classes).map { $0.isFinite ? min($0, 1e3) : 1e3 } }
             // The empty coalition: carrying on in the last round's direction
             // (the base plus the previous change), what the federation gets
             // without anyone's new work; round 1: the base.
@@ -523,28 +531,33 @@ public struct RoundEngine: Sendable {
             if let previousChange {
                 carryOn.parameters = zip(base.parameters, previousChange).map { $0 + $1 }
             }
-            let baseLoss = loss(carryOn)
+            let empty = losses(carryOn)
             var buffer = [Float]()
             let seed = UInt64(baseHash.prefix(16), radix: 16) ?? 0
-            let values = ContributionScorer.shapley(players: players.count, seed: seed) { coalition in
+            let values = ContributionScorer.shapley(players: players.count, dimensions: classes.count, seed: seed) { coalition in
                 let inputs = coalition.map { ordered[players[$0]].1 }
-                guard (try? Aggregator.aggregate(inputs, rule: rule, center: center, reference: base.parameters, countTrimmed: false, into: &buffer)) != nil else { return 0 }
+                guard (try? Aggregator.aggregate(inputs, rule: rule, center: center, reference: base.parameters, countTrimmed: false, into: &buffer)) != nil else {
+                    return classes.map { _ in 0 }
+                }
                 probe.parameters = buffer
-                return baseLoss - loss(probe)
+                return zip(empty, losses(probe)).map { $0 - $1 }
             }
-            var scores: [String: Double] = [:]
+            let names = classes.map { classNames[$0] }
+            var scores: [String: [String: Double]] = [:]
             var gated: [String: String] = [:]
             for (i, u) in ordered.enumerated() {
                 if let g = gates[i] {
-                    scores[u.0.author] = 0
+                    scores[u.0.author] = Dictionary(uniqueKeysWithValues: names.map { ($0, 0) })
                     gated[u.0.author] = g.rawValue
                 }
             }
             // Whole micro-nats: integers read back exactly by every JSON parser,
             // so medians and sums re-derive bit for bit in any language.
-            for (k, i) in players.enumerated() { scores[ordered[i].0.author] = (values.values[k] / RoundEngine.scoreUnit).rounded() }
+            for (k, i) in players.enumerated() {
+                scores[ordered[i].0.author] = Dictionary(uniqueKeysWithValues: zip(names, values.values[k]).map { ($0, ($1 / RoundEngine.scoreUnit).rounded()) })
+            }
             return (scores, EntryBody.Scoring(rule: ContributionScorer.ruleVersion, seed: String(format: "%016llx", seed), exact: values.exact,
-                                              permutations: values.permutations, evaluations: values.evaluations, gated: gated, seconds: 0))
+                                              permutations: values.permutations, evaluations: values.evaluations, gated: gated, classes: names, seconds: 0))
         }
 
         /// The credits of round `round − 1`, from the aggregate entries of

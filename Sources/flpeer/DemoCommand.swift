@@ -56,6 +56,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Quantity skew: member i's expected share of the data scales from 1 (the first) to this (the last); 1 gives equal expected sizes.")
     var sizeSkew: Double = 1
 
+    @Option(help: "Quantity skew member by member: one positive weight per member, comma-separated (member i's expected share scales with weight i); instead of --size-skew.")
+    var sizeWeights: String?
+
     @Option(help: "Local epochs per round.")
     var localEpochs: Int = 4
 
@@ -89,6 +92,12 @@ struct DemoCommand: AsyncParsableCommand {
             throw ValidationError("--attack '\(name)' is not one of: \(Attack.names.joined(separator: ", ")).")
         }
         if !(sizeSkew >= 1 && sizeSkew <= 100) { throw ValidationError("--size-skew must be from 1 to 100, got \(sizeSkew).") }
+        if let sizeWeights {
+            guard Self.weights(sizeWeights)?.count == peers else {
+                throw ValidationError("--size-weights must list \(peers) positive numbers (one per member, comma-separated), got '\(sizeWeights)'.")
+            }
+            if sizeSkew != 1 { throw ValidationError("--size-skew and --size-weights both set the data sizes; give one of them.") }
+        }
         if !(1...1000).contains(localEpochs) { throw ValidationError("--local-epochs must be from 1 to 1000, got \(localEpochs).") }
         if seed < 0 { throw ValidationError("--seed must be zero or positive, got \(seed).") }
         if topology != "full" && topology != "line" {
@@ -100,6 +109,13 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     var attackNames: [String] { attack.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+
+    /// Positive finite weights from "w1,w2,…", or nil.
+    static func weights(_ text: String) -> [Double]? {
+        let w = text.split(separator: ",", omittingEmptySubsequences: false).map { Double($0.trimmingCharacters(in: .whitespaces)) }
+        guard !w.isEmpty, w.allSatisfy({ $0 != nil && $0! > 0 && $0!.isFinite }) else { return nil }
+        return w.map { $0! }
+    }
 
     /// The attack of each member (nil: honest): the last `byzantine` members, attacks in turn.
     var attacks: [String?] {
@@ -145,7 +161,8 @@ struct DemoCommand: AsyncParsableCommand {
         let (rest, test) = Splitting.stratified(dataset, fraction: 0.2, seed: UInt64(seed))
         let parts: [[Int]]
         do {
-            let weights = sizeSkew == 1 ? nil : (0..<peers).map { 1 + (sizeSkew - 1) * Double($0) / Double(max(peers - 1, 1)) }
+            let weights = sizeWeights.flatMap(Self.weights)
+                ?? (sizeSkew == 1 ? nil : (0..<peers).map { 1 + (sizeSkew - 1) * Double($0) / Double(max(peers - 1, 1)) })
             parts = try Splitting.dirichlet(dataset, indices: rest, parts: peers, alpha: alpha, minPartSize: 10, seed: UInt64(seed), weights: weights)
         } catch {
             throw CLIError("cannot split \(dataPath) into \(peers) parts: \(error)")
@@ -311,9 +328,9 @@ struct DemoCommand: AsyncParsableCommand {
                 },
                 "mean_accuracy": meanAccuracy, "honest_mean_accuracy": honestAccuracy, "beta": beta, "byzantine": byzantine, "centralized_accuracy": central.metrics.accuracy, "seconds_per_round": secondsPerRound,
                 "bytes_moved": bytes, "ledger_verified": verified, "equivocation_proven": proven.sorted(), "dir": root, "rounds": rounds, "model": model, "rule": rule,
-                "alpha": alpha, "seed": seed, "data": dataPath, "topology": topology, "size_skew": sizeSkew, "credits_ledger": creditLedger,
+                "alpha": alpha, "seed": seed, "data": dataPath, "topology": topology, "size_skew": sizeSkew, "size_weights": sizeWeights.flatMap(Self.weights) ?? [], "credits_ledger": creditLedger,
                 "scoring_seconds_per_round": scoringSeconds.values.reduce(0, +) / Double(max(1, scoringSeconds.count)),
-                "credit_unit": "micro-nats of validation loss (docs/credits.md)", "credit_recorded_mismatches": credits.mismatches.count, "wall_seconds": Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
+                "credit_unit": "micro-nats of class loss (docs/credits.md)", "credit_recorded_mismatches": credits.mismatches.count, "wall_seconds": Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
             ]
             print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes]), as: UTF8.self))
         } else {
@@ -328,7 +345,7 @@ struct DemoCommand: AsyncParsableCommand {
             print(String(format: "centralised (%@, same test split): %.4f", model, central.metrics.accuracy))
             print(String(format: "%.3f s per round (%.3f s of it scoring), %@ moved, ledgers %@", secondsPerRound,
                          scoringSeconds.values.reduce(0, +) / Double(max(1, scoringSeconds.count)), kilobytesText(bytes), verified ? "verified (all intact and agreeing)" : "NOT verified"))
-            print("credits: micro-nats of validation loss, medians of the other members' Shapley scores (ledger-tool report \(creditLedger))")
+            print("credits: micro-nats of class loss, per-class medians of the other members' Shapley scores (ledger-tool report \(creditLedger))")
             if !proven.isEmpty { print("equivocation proven in the ledgers against: \(proven.sorted().joined(separator: ", "))") }
             print("files: \(root)")
         }

@@ -8,10 +8,12 @@ struct ReportCommand: ParsableCommand {
         commandName: "report",
         abstract: "Incentive credits per institution, per round and in total (docs/credits.md).",
         discussion: """
-            Derives every figure from the scores signed into aggregate entries: the credit of an institution \
-            for a round is the median of the other assessors' votes; negative credits pay zero and are shown \
-            apart. Run 'ledger-tool verify' first: the report trusts the entries' integrity. With --verify, \
-            every credit a peer recorded in its ledger is re-derived, and the command exits 1 if one does not.
+            Derives every figure from the per-class scores signed into aggregate entries: in each class, an \
+            institution's value for a round is the median of the other assessors' scores; its credit is the \
+            sum of its positive class values, scaled down when the round's credits would exceed what the \
+            federation learned in it; negative values are never paid and are shown apart. Run 'ledger-tool \
+            verify' first: the report trusts the entries' integrity. With --verify, every credit a peer \
+            recorded in its ledger is re-derived, and the command exits 1 if one does not.
             """
     )
 
@@ -34,6 +36,9 @@ struct ReportCommand: ParsableCommand {
     func run() throws {
         let entries = try readEntries(ledger)
         let report = Credits.report(entries: entries)
+        if report.unreadable > 0 {
+            FileHandle.standardError.write(Data("ledger-tool: \(report.unreadable) aggregate entries carry scores that are not per class (a scoring rule older than \(Credits.ruleVersion)); they are left out\n".utf8))
+        }
         let text: String = switch format {
         case .table: Self.table(report)
         case .csv: Self.csv(report)
@@ -57,11 +62,11 @@ struct ReportCommand: ParsableCommand {
                 err.write(Data("ledger-tool: \(report.mismatches.count) of \(report.recordedChecked) recorded credits do not re-derive\n".utf8))
                 throw ExitCode(1)
             }
-            err.write(Data("ledger-tool: verified: all \(report.recordedChecked) recorded credits re-derive from the entries; totals are sums of the positive round credits\n".utf8))
+            err.write(Data("ledger-tool: verified: all \(report.recordedChecked) recorded credits re-derive from the entries; totals are sums of the round credits\n".utf8))
         }
     }
 
-    /// Credits are in micro-nats (whole, or halves from a median of an even count).
+    /// Credits are whole micro-nats; negative parts may be halves (a median of an even count).
     static func number(_ x: Double) -> String { String(format: "%.1f", x) }
 
     static func table(_ r: Credits.Report) -> String {
@@ -154,7 +159,7 @@ struct ReportCommand: ParsableCommand {
             bars += "<text x=\"\(125 + (w - 200) * i.share)\" y=\"\(yy + 15)\" font-size=\"12\">\(String(format: "%.1f%%", 100 * i.share))</text>"
         }
         bars += "</svg>"
-        // Heatmap: institution × round, positive credits in green, negative in red.
+        // Heatmap: institution × round, credits in green (white: zero), grey: not heard.
         let cell = max(8.0, min(24.0, (w - 120) / Double(max(r.rounds.count, 1))))
         let maxAbs = max(insts.flatMap { $0.rounds.values.map(abs) }.max() ?? 0, 1e-9)
         var heat = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(120 + cell * Double(r.rounds.count) + 10))\" height=\"\(Int(cell * Double(insts.count) + 30))\" role=\"img\" aria-label=\"credit per institution and round\">"
@@ -164,10 +169,10 @@ struct ReportCommand: ParsableCommand {
                 let v = i.rounds[round]
                 let a = v.map { min(1, abs($0) / maxAbs) } ?? 0
                 let fill = v == nil ? "#eeeeee" : (v! >= 0 ? "rgba(44,160,44,\(String(format: "%.3f", 0.1 + 0.9 * a)))" : "rgba(214,39,40,\(String(format: "%.3f", 0.1 + 0.9 * a)))")
-                heat += "<rect x=\"\(120 + cell * Double(c))\" y=\"\(cell * Double(k))\" width=\"\(cell - 1)\" height=\"\(cell - 1)\" fill=\"\(fill)\"><title>\(escape(i.id)), round \(round): \(v.map(number) ?? "no vote")</title></rect>"
+                heat += "<rect x=\"\(120 + cell * Double(c))\" y=\"\(cell * Double(k))\" width=\"\(cell - 1)\" height=\"\(cell - 1)\" fill=\"\(fill)\"><title>\(escape(i.id)), round \(round): \(v.map(number) ?? "not heard")</title></rect>"
             }
         }
-        heat += "<text x=\"120\" y=\"\(cell * Double(insts.count) + 20)\" font-size=\"11\">rounds \(r.rounds.first.map { "\($0)" } ?? "-")–\(r.rounds.last.map { "\($0)" } ?? "-") (green: credit, red: negative, grey: no vote)</text></svg>"
+        heat += "<text x=\"120\" y=\"\(cell * Double(insts.count) + 20)\" font-size=\"11\">rounds \(r.rounds.first.map { "\($0)" } ?? "-")–\(r.rounds.last.map { "\($0)" } ?? "-") (green: credit, grey: not heard)</text></svg>"
         var rows = ""
         for i in insts {
             rows += "<tr><td>\(escape(i.id))</td><td>\(number(i.total))</td><td>\(String(format: "%.1f%%", 100 * i.share))</td><td>\(number(i.negative))</td>"
@@ -187,7 +192,7 @@ struct ReportCommand: ParsableCommand {
             </head>
             <body>
             <h1>Incentive credits</h1>
-            <p>Ledger \(escape(title)); rule \(Credits.ruleVersion); \(r.rounds.count) rounds. The credit of an institution for a round is the median of the other assessors' Shapley scores for its update; negative credits pay zero.</p>
+            <p>Ledger \(escape(title)); rule \(Credits.ruleVersion); \(r.rounds.count) rounds. In each class, an institution's value for a round is the median of the other assessors' Shapley scores for its update; its credit is the sum of its positive class values, scaled down when a round's credits would exceed what the federation learned in it. Negative values are never paid.</p>
             <table>
             <tr><th>institution</th><th>total</th><th>share</th><th>negative</th><th>rounds contributed</th><th>times screened</th><th>gated</th><th>evidence</th></tr>
             \(rows)</table>

@@ -303,7 +303,9 @@ struct DemoTests {
         for (args, phrase) in [(["--peers", "1"], "--peers must be from 2"), (["--byzantine", "1", "--attack", "bribery"], "is not one of"),
                                (["--byzantine", "1", "--attack", ","], "must name at least one"), (["--byzantine", "5"], "--byzantine must be from 0 to 4"),
                                (["--topology", "star"], "--topology must be full, line or regular:D"), (["--topology", "regular:1"], "regular:D"),
-                               (["--screen", "krum"], "--screen must be validation-loss or none"), (["--max-byzantine", "5"], "--max-byzantine must be from 0 to 4")] {
+                               (["--screen", "krum"], "--screen must be validation-loss or none"), (["--max-byzantine", "5"], "--max-byzantine must be from 0 to 4"),
+                               (["--size-weights", "1,2,3"], "--size-weights must list 5 positive numbers"), (["--size-weights", "1,2,0,4,5"], "positive numbers"),
+                               (["--size-weights", "1,2,3,4,5", "--size-skew", "2"], "give one of them")] {
             let r = try runProduct("flpeer", ["demo"] + args)
             #expect(r.status == 64 && r.stderr.contains(phrase), "\(args): \(r.status) \(r.stderr)")
         }

@@ -82,7 +82,7 @@ struct ExchangedLedgers {
                 try await append(m, .aggregate, r, EntryBody.aggregate(
                     round: r, included: members.enumerated().map { .init(author: $1, updateHash: updateHash($1, r), trimmed: 3 * $0) },
                     rule: "trimmed-mean", parameters: ["beta": 0.2], resultHash: updateHash("aggregate-\(m)", r),
-                    scores: ["a": 0.25, "b": 0.5, "c": 0.125]))
+                    scores: ["a": ["0": 0.25], "b": ["0": 0.5], "c": ["0": 0.125]]))
             }
             try await settle()
             for m in members {

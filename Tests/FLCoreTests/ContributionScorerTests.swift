@@ -23,6 +23,31 @@ struct ContributionScorerTests {
         #expect(abs(v.values[0] - 3.0.squareRoot() / 3) < 1e-12)
     }
 
+    /// Per-class values: component k of each player's value is its Shapley
+    /// value in the game of component k alone (linearity), exactly and when
+    /// sampled; every coalition is evaluated once for all components.
+    @Test func perClassValuesAreTheGamesOfEachClass() {
+        // Class 0 is additive; class 1 saturates on players 0–2 (player 3 is worth 0.3 there).
+        let worth = [1.0, -2.0, 0.5, 4.0]
+        let utility: ([Int]) -> [Double] = { s in
+            [s.map { worth[$0] }.reduce(0, +), Double(s.filter { $0 < 3 }.count).squareRoot() + (s.contains(3) ? 0.3 : 0)]
+        }
+        var calls = 0
+        let v = ContributionScorer.shapley(players: 4, dimensions: 2, seed: 1) { s in calls += 1; return utility(s) }
+        #expect(v.exact && v.evaluations == 15 && calls == 15)
+        for k in 0..<2 {
+            let alone = ContributionScorer.shapley(players: 4, seed: 1) { utility($0)[k] }
+            for p in 0..<4 { #expect(abs(v.values[p][k] - alone.values[p]) < 1e-12, "player \(p) class \(k)") }
+        }
+        #expect(abs(v.values[3][1] - 0.3) < 1e-12 && abs(v.values[1][0] + 2) < 1e-12)
+        // Sampled (12 players): repeatable, and each class's values add up to its grand coalition's utility within the truncation.
+        let many: ([Int]) -> [Double] = { s in [Double(s.count), Double(s.filter { $0 % 2 == 0 }.count)] }
+        let sampled = ContributionScorer.shapley(players: 12, dimensions: 2, seed: 5, utility: many)
+        #expect(!sampled.exact && sampled == ContributionScorer.shapley(players: 12, dimensions: 2, seed: 5, utility: many))
+        #expect(abs(sampled.values.map { $0[0] }.reduce(0, +) - 12) < 0.2 && abs(sampled.values.map { $0[1] }.reduce(0, +) - 6) < 0.2)
+        #expect(sampled.values[1][1] == 0 && sampled.values[0][1] > 0.5)
+    }
+
     /// Above `exactUpTo`, sampled permutations come close to the exact values
     /// and are the same for the same seed.
     @Test func sampledValuesApproachTheExactOnesAndRepeat() {

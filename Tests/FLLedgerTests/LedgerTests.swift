@@ -38,7 +38,7 @@ struct LedgerFixture {
             for m in members {
                 try stores[m]!.append(author: m, kind: .aggregate, round: r, body: EntryBody.aggregate(
                     round: r, included: members.map { .init(author: $0, updateHash: Self.updateHash($0, r), trimmed: 0) },
-                    rule: "trimmed-mean", parameters: ["beta": 0.2], resultHash: String(repeating: "a", count: 64), scores: ["a": 1, "b": 1, "c": 1]), key: keys[m]!)
+                    rule: "trimmed-mean", parameters: ["beta": 0.2], resultHash: String(repeating: "a", count: 64), scores: ["a": ["0": 1], "b": ["0": 1], "c": ["0": 1]]), key: keys[m]!)
             }
             try sync()
             for m in members {

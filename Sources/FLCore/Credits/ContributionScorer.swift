@@ -20,7 +20,7 @@
 ///   would not trim anyway (more than 0.5 + β of all coordinates).
 public enum ContributionScorer {
     /// The scoring rule and its version, recorded in every aggregate entry.
-    public static let ruleVersion = "gtg-shapley/1"
+    public static let ruleVersion = "gtg-shapley/2"
 
     public enum Gate: String, Sendable, Codable, CaseIterable {
         case echo, replay, stale, copy, trimmed
@@ -112,29 +112,52 @@ public enum ContributionScorer {
 
     public static func shapley(players n: Int, seed: UInt64, exactUpTo: Int = 10, tolerance: Double = 0.01,
                                utility: ([Int]) -> Double) -> Values {
+        let v = shapley(players: n, dimensions: 1, seed: seed, exactUpTo: exactUpTo, tolerance: tolerance) { [utility($0)] }
+        return Values(values: v.values.map { $0[0] }, evaluations: v.evaluations, permutations: v.permutations, exact: v.exact)
+    }
+
+    /// Shapley values of a game whose utility is a vector of `dimensions`
+    /// components (one per class): by linearity, component k of a player's
+    /// value is its Shapley value in the game of component k. Every
+    /// coalition is evaluated once for all components; sampling (above
+    /// `exactUpTo` players) truncates and stops on the sum of the components.
+    public struct VectorValues: Sendable, Equatable {
+        /// values[player][component]
+        public var values: [[Double]]
+        public var evaluations: Int
+        public var permutations: Int
+        public var exact: Bool
+    }
+
+    public static func shapley(players n: Int, dimensions d: Int, seed: UInt64, exactUpTo: Int = 10, tolerance: Double = 0.01,
+                               utility: ([Int]) -> [Double]) -> VectorValues {
         precondition(n <= 62, "at most 62 players")
-        guard n > 0 else { return Values(values: [], evaluations: 0, permutations: 0, exact: true) }
-        var cache: [UInt64: Double] = [0: 0]
-        func u(_ mask: UInt64) -> Double {
+        guard n > 0 else { return VectorValues(values: [], evaluations: 0, permutations: 0, exact: true) }
+        let zero = [Double](repeating: 0, count: d)
+        var cache: [UInt64: [Double]] = [0: zero]
+        func u(_ mask: UInt64) -> [Double] {
             if let v = cache[mask] { return v }
             let members = (0..<n).filter { mask & (1 << UInt64($0)) != 0 }
             let v = utility(members)
+            precondition(v.count == d, "utility returned \(v.count) components, expected \(d)")
             cache[mask] = v
             return v
         }
+        var phi = [[Double]](repeating: zero, count: n)
         if n <= exactUpTo {
             // φ_i = Σ_{S ∌ i} |S|!(n−|S|−1)!/n! · (u(S ∪ {i}) − u(S))
             var weight = [Double](repeating: 0, count: n)
             for s in 0..<n { weight[s] = 1 / (Double(n) * binomial(n - 1, s)) }
-            var phi = [Double](repeating: 0, count: n)
             let full = (UInt64(1) << UInt64(n)) - 1
             for mask in 0...full {
                 let size = mask.nonzeroBitCount
+                let without = u(mask)
                 for i in 0..<n where mask & (1 << UInt64(i)) == 0 {
-                    phi[i] += weight[size] * (u(mask | (1 << UInt64(i))) - u(mask))
+                    let with = u(mask | (1 << UInt64(i)))
+                    for k in 0..<d { phi[i][k] += weight[size] * (with[k] - without[k]) }
                 }
             }
-            return Values(values: phi, evaluations: cache.count - 1, permutations: 0, exact: true)
+            return VectorValues(values: phi, evaluations: cache.count - 1, permutations: 0, exact: true)
         }
         // Sampled permutations (GTG-Shapley): within a permutation, once the
         // prefix is within `tolerance` of the grand coalition's utility the
@@ -143,8 +166,7 @@ public enum ContributionScorer {
         // `window` permutations, after at least `minimum`.
         var rng = SeededGenerator(seed: seed, stream: "gtg-shapley")
         let full = (UInt64(1) << UInt64(n)) - 1
-        let grand = u(full)
-        var sum = [Double](repeating: 0, count: n)
+        let grand = u(full).reduce(0, +)
         var history: [[Double]] = []
         let window = 5, minimum = 10, maximum = 50 + 5 * n
         var k = 0
@@ -153,15 +175,15 @@ public enum ContributionScorer {
             var order = Array(0..<n)
             rng.shuffle(&order)
             var mask: UInt64 = 0
-            var previous = 0.0
+            var previous = zero
             for i in order {
-                if abs(grand - previous) < tolerance * abs(grand) { break }
+                if abs(grand - previous.reduce(0, +)) < tolerance * abs(grand) { break }
                 mask |= 1 << UInt64(i)
                 let v = u(mask)
-                sum[i] += v - previous
+                for c in 0..<d { phi[i][c] += v[c] - previous[c] }
                 previous = v
             }
-            let estimate = sum.map { $0 / Double(k) }
+            let estimate = phi.map { $0.reduce(0, +) / Double(k) }
             history.append(estimate)
             if k >= minimum, history.count > window {
                 let old = history[history.count - 1 - window]
@@ -170,7 +192,7 @@ public enum ContributionScorer {
                 if moved / scale < tolerance { break }
             }
         }
-        return Values(values: sum.map { $0 / Double(k) }, evaluations: cache.count - 1, permutations: k, exact: false)
+        return VectorValues(values: phi.map { $0.map { $0 / Double(k) } }, evaluations: cache.count - 1, permutations: k, exact: false)
     }
 
     static func binomial(_ n: Int, _ k: Int) -> Double {

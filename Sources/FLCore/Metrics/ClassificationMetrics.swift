@@ -79,3 +79,22 @@ extension Network {
         ClassificationMetrics(labels: data.labels, probabilities: predictProbabilities(data.features, rows: data.rows), classes: spec.classes)
     }
 }
+
+extension Network {
+    /// Mean log loss (probabilities clipped at 1e-15, as `evaluate`) of the
+    /// rows of each class in `classes`, in that order; 0 for a class without
+    /// rows.
+    public func classLosses(on data: Dataset, classes: [Int]) -> [Double] {
+        let p = predictProbabilities(data.features, rows: data.rows)
+        let k = spec.classes
+        var slot = [Int](repeating: -1, count: k)
+        for (i, c) in classes.enumerated() where c >= 0 && c < k { slot[c] = i }
+        var sums = [Double](repeating: 0, count: classes.count)
+        var counts = [Int](repeating: 0, count: classes.count)
+        for (row, y) in data.labels.enumerated() where slot[y] >= 0 {
+            sums[slot[y]] -= _log(min(max(Double(p[row * k + y]), 1e-15), 1))
+            counts[slot[y]] += 1
+        }
+        return zip(sums, counts).map { $1 == 0 ? 0 : $0 / Double($1) }
+    }
+}
