@@ -8,7 +8,8 @@ alone. Per round, the assessors are the authors of aggregate entries that no
 evidence entry accuses. In each class, a member's value is the median of the
 per-class scores of the other assessors that hold the class and heard the
 member (an assessor that screened the member out votes 0 only when at least
-half of them did; otherwise it abstains). A member's positive part is the sum
+half of them did; otherwise it abstains); only classes that more than half of
+the round's assessors hold count. A member's positive part is the sum
 of its positive class values. The round pays at most the smaller of the sum
 over classes of the median, over the class's holders, of their scores for the
 other members in that class, and the sum of all class values; positive parts
@@ -33,14 +34,15 @@ def round_figures(assessments):
     members = set()
     for a in assessments:
         members |= set(a["scores"]) | set(a["screened"])
+    holding = {}
+    for a in assessments:
+        for c in set(a["classes"]):
+            holding[c] = holding.get(c, 0) + 1
+    counted = sorted(c for c, n in holding.items() if 2 * n > len(assessments))
     positives, negatives, signed = {}, {}, {}
     for m in sorted(members):
         pos = neg = 0.0
-        classes = set()
-        for a in assessments:
-            if a["assessor"] != m:
-                classes |= set(a["classes"])
-        for c in sorted(classes):
+        for c in counted:
             holders, votes = 0, []
             for a in assessments:
                 if a["assessor"] == m or c not in a["classes"]:
@@ -61,7 +63,7 @@ def round_figures(assessments):
                 neg += v
         positives[m], negatives[m], signed[m] = pos, neg, pos + neg
     claimed = 0.0
-    for c in sorted({c for a in assessments for c in a["classes"]}):
+    for c in counted:
         claims = []
         for a in sorted(assessments, key=lambda a: a["assessor"]):
             if c not in a["classes"]:
@@ -103,7 +105,8 @@ def compute(entries):
         scores = body.get("scores")
 
         def number(x):
-            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+            # JSON integers (no fraction, no exponent) of at most 2**53 in magnitude, as the spec requires
+            return isinstance(x, int) and not isinstance(x, bool) and abs(x) <= 2 ** 53
         if not isinstance(scores, dict) or not all(isinstance(v, dict) and all(number(x) for x in v.values()) for v in scores.values()):
             continue  # not per class: another scoring rule
         listed = body.get("screened")
@@ -133,10 +136,12 @@ def compute(entries):
         for a in assessments:
             for m in set(a["screened"]):
                 if m != a["assessor"]:
-                    lines[m]["times_screened"] += 1
+                    line = lines.setdefault(m, {"id": m, "rounds": {}, "total": 0, "negative": 0, "times_screened": 0, "gated": {}, "evidence": 0})
+                    line["times_screened"] += 1
             for m, gate in a["gated"].items():
                 if m != a["assessor"]:
-                    lines[m]["gated"][gate] = lines[m]["gated"].get(gate, 0) + 1
+                    line = lines.setdefault(m, {"id": m, "rounds": {}, "total": 0, "negative": 0, "times_screened": 0, "gated": {}, "evidence": 0})
+                    line["gated"][gate] = line["gated"].get(gate, 0) + 1
     for m, seqs in accused.items():
         lines[m]["evidence"] = len(seqs)
     for line in lines.values():

@@ -9,7 +9,8 @@ import Foundation
 /// round, member i's value in class c is the median of the scores of the
 /// other assessors that hold class c and heard i; an assessor that screened
 /// i out votes 0, but only when at least half of those assessors did (else
-/// it abstains). A member's positive part is the sum of its positive class
+/// it abstains). Only classes that more than half of the round's assessors
+/// hold count. A member's positive part is the sum of its positive class
 /// values, its negative part the sum of the negative ones (reported, never
 /// paid). A round pays at most what the federation learned in it: the
 /// smaller of (a) the sum over classes of the median, over the class's
@@ -19,6 +20,16 @@ import Foundation
 /// whole micro-nats; a total is the sum over rounds.
 public enum Credits {
     public static let ruleVersion = "class-median/2"
+    /// A score as JSON carries it: an integer (no fraction, no exponent) of
+    /// at most 2⁵³ in magnitude, so that every implementation reads the same
+    /// double and every sum stays finite; nil otherwise. JSON true/false are
+    /// not numbers (Foundation reads them as numbers of type "c").
+    static func score(_ x: Any) -> Double? {
+        guard let n = x as? NSNumber, ["s", "i", "l", "q", "S", "I", "L", "Q"].contains(String(cString: n.objCType)) else { return nil }
+        let i = n.int64Value
+        guard i.magnitude <= 1 << 53, String(cString: n.objCType) != "Q" || n.uint64Value <= 1 << 53 else { return nil }
+        return Double(i)
+    }
 
     /// One assessor's aggregate entry for a round, as far as credits go.
     public struct Assessment: Sendable, Equatable {
@@ -27,7 +38,7 @@ public enum Credits {
         /// Included members' scores, class → micro-nats.
         public var scores: [String: [String: Double]]
         /// The classes this assessor holds rows of.
-        public var classes: [String]
+        public var classes: Set<String>
         /// Members whose update this assessor screened out.
         public var screened: [String]
         /// Members a gate gave zero, with the gate.
@@ -40,7 +51,7 @@ public enum Credits {
             self.assessor = assessor
             self.round = round
             self.scores = scores
-            self.classes = classes ?? Array(Set(scores.values.flatMap(\.keys))).sorted()
+            self.classes = Set(classes ?? scores.values.flatMap(\.keys))
             self.screened = screened
             self.gated = gated
             self.recorded = recorded
@@ -56,9 +67,8 @@ public enum Credits {
                 guard let perClass = v as? [String: Any] else { return nil }
                 var values: [String: Double] = [:]
                 for (c, x) in perClass {
-                    // JSON true/false are not scores (Foundation reads them as numbers of type "c").
-                    guard let n = x as? NSNumber, String(cString: n.objCType) != "c", n.doubleValue.isFinite else { return nil }
-                    values[c] = n.doubleValue
+                    guard let v = Credits.score(x) else { return nil }
+                    values[c] = v
                 }
                 scores[member] = values
             }
@@ -107,12 +117,15 @@ public enum Credits {
     public static func round(_ assessments: [Assessment]) -> RoundResult {
         var members = Set<String>()
         for a in assessments { members.formUnion(a.scores.keys); members.formUnion(a.screened) }
+        // Only classes that more than half of the round's assessors hold count:
+        // a class made up by a minority could otherwise pay whatever it signs.
+        var holding: [String: Int] = [:]
+        for a in assessments { for c in a.classes { holding[c, default: 0] += 1 } }
+        let counted = holding.filter { 2 * $0.value > assessments.count }.keys.sorted()
         var positives: [String: Double] = [:], negatives: [String: Double] = [:], signed: [String: Double] = [:]
         for m in members.sorted() {
             var pos = 0.0, neg = 0.0
-            var classes = Set<String>()
-            for a in assessments where a.assessor != m { classes.formUnion(a.classes) }
-            for c in classes.sorted() {
+            for c in counted {
                 var holders = 0
                 var votes: [Double] = []
                 for a in assessments where a.assessor != m && a.classes.contains(c) {
@@ -135,7 +148,7 @@ public enum Credits {
         // Claimed: per class, the median over its holders of what the other
         // members' updates were worth on their rows of the class; summed.
         var claimed = 0.0
-        for c in Set(assessments.flatMap(\.classes)).sorted() {
+        for c in counted {
             let claims = assessments.filter { $0.classes.contains(c) }.sorted { $0.assessor < $1.assessor }.map { $0.othersWorth(in: c) }
             claimed += median(claims) ?? 0
         }
@@ -250,11 +263,15 @@ public enum Credits {
         // Re-derive every credit a peer recorded, from the assessors it names.
         var checked = 0
         var mismatches: [Mismatch] = []
+        var derivedFor: [String: [String: Double]] = [:]
         for r in rounds {
             for a in byRound[r]!.values.sorted(by: { $0.assessor < $1.assessor }) {
                 guard let rec = a.recorded else { continue }
                 let named = rec.assessors.compactMap { byRound[rec.round]?[$0] }
-                let derived = named.count == rec.assessors.count ? roundCredits(named) : [:]
+                // Peers holding the same assessments record the same figures: derive each set once.
+                let key = "\(rec.round) \(rec.assessors.joined(separator: " "))"
+                let derived = named.count == rec.assessors.count ? (derivedFor[key] ?? roundCredits(named)) : [:]
+                derivedFor[key] = derived
                 for member in Set(rec.values.keys).union(derived.keys).sorted() {
                     checked += 1
                     if rec.values[member] != derived[member] {

@@ -217,8 +217,9 @@ public struct RoundEngine: Sendable {
             var trainStd = scaler.transform(train)
             let validationStd = scaler.transform(validation)
             // What this peer scores other members' updates on: all of its rows
-            // (none of them went into another member's update), true labels.
-            var assessment = scaler.transform(train)
+            // (none of them went into another member's update), true labels
+            // (copied before an attack rewrites the training labels).
+            var assessment = trainStd
             assessment.features += validationStd.features
             assessment.labels += validationStd.labels
             let assessedClasses = Array(Set(assessment.labels)).sorted()
@@ -522,8 +523,9 @@ public struct RoundEngine: Sendable {
                                                  previousSteps: authorBases.map(\.previousSteps), trimmed: stats.trimmed, beta: beta)
             let players = ordered.indices.filter { gates[$0] == nil }
             var probe = base
-            // A loss that is not a number counts as very bad (but finite, so sums stay numbers).
-            func losses(_ net: Network) -> [Double] { net.classLosses(on: assessment, classes: classes).map { $0.isFinite ? min($0, 1e3) : 1e3 } }
+            // A loss that is not a number (NaN parameters) counts as 1000, far above
+            // any real one (probabilities are clipped at 1e-15, so at most 34.6).
+            func losses(_ net: Network) -> [Double] { net.classLosses(on: assessment, classes: classes).map { $0.isFinite ? $0 : 1e3 } }
             // The empty coalition: carrying on in the last round's direction
             // (the base plus the previous change), what the federation gets
             // without anyone's new work; round 1: the base.

@@ -93,9 +93,10 @@ struct DemoCommand: AsyncParsableCommand {
         }
         if !(sizeSkew >= 1 && sizeSkew <= 100) { throw ValidationError("--size-skew must be from 1 to 100, got \(sizeSkew).") }
         if let sizeWeights {
-            guard Self.weights(sizeWeights)?.count == peers else {
+            guard let w = Self.weights(sizeWeights), w.count == peers else {
                 throw ValidationError("--size-weights must list \(peers) positive numbers (one per member, comma-separated), got '\(sizeWeights)'.")
             }
+            if w.max()! > 100 * w.min()! { throw ValidationError("--size-weights: the largest weight may be at most 100 times the smallest, got '\(sizeWeights)'.") }
             if sizeSkew != 1 { throw ValidationError("--size-skew and --size-weights both set the data sizes; give one of them.") }
         }
         if !(1...1000).contains(localEpochs) { throw ValidationError("--local-epochs must be from 1 to 1000, got \(localEpochs).") }
@@ -161,7 +162,7 @@ struct DemoCommand: AsyncParsableCommand {
         let (rest, test) = Splitting.stratified(dataset, fraction: 0.2, seed: UInt64(seed))
         let parts: [[Int]]
         do {
-            let weights = sizeWeights.flatMap(Self.weights)
+            let weights = sizeWeights.flatMap(Self.weights).map { w in w.map { $0 / w.max()! } }
                 ?? (sizeSkew == 1 ? nil : (0..<peers).map { 1 + (sizeSkew - 1) * Double($0) / Double(max(peers - 1, 1)) })
             parts = try Splitting.dirichlet(dataset, indices: rest, parts: peers, alpha: alpha, minPartSize: 10, seed: UInt64(seed), weights: weights)
         } catch {

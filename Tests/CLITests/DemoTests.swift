@@ -305,7 +305,8 @@ struct DemoTests {
                                (["--topology", "star"], "--topology must be full, line or regular:D"), (["--topology", "regular:1"], "regular:D"),
                                (["--screen", "krum"], "--screen must be validation-loss or none"), (["--max-byzantine", "5"], "--max-byzantine must be from 0 to 4"),
                                (["--size-weights", "1,2,3"], "--size-weights must list 5 positive numbers"), (["--size-weights", "1,2,0,4,5"], "positive numbers"),
-                               (["--size-weights", "1,2,3,4,5", "--size-skew", "2"], "give one of them")] {
+                               (["--size-weights", "1,2,3,4,5", "--size-skew", "2"], "give one of them"),
+                               (["--size-weights", "5e-324,1,1,1,1"], "at most 100 times the smallest")] {
             let r = try runProduct("flpeer", ["demo"] + args)
             #expect(r.status == 64 && r.stderr.contains(phrase), "\(args): \(r.status) \(r.stderr)")
         }

@@ -38,7 +38,8 @@ struct CreditsTests {
     }
 
     /// What an aggregate body must hold to count: scores are objects of
-    /// class → number (JSON true/false are not numbers); malformed
+    /// class → JSON integer of at most 2⁵³ (true/false, fractions,
+    /// exponents and larger numbers make the entry unreadable); malformed
     /// `screened` items are skipped one by one; `scoring.classes` must list
     /// strings, else the score keys stand in. `credits.py` reads alike.
     @Test func malformedBodiesAreReadAsBothImplementationsRead() throws {
@@ -52,7 +53,28 @@ struct CreditsTests {
             == Credits.Assessment(assessor: "a", round: 1, scores: ["b": ["x": 5]], classes: ["x"], screened: ["c"]))
         #expect(try assessment(#"{"scores": {"b": {"x": true}}}"#) == nil)
         #expect(try assessment(#"{"scores": {"b": 5}}"#) == nil)
-        #expect(try assessment(#"{"scores": {"b": {"x": 1.5}}, "scoring": {"classes": ["x", "y"]}}"#)?.classes == ["x", "y"])
+        // Scores are JSON integers of at most 2⁵³ in magnitude.
+        for bad in ["1.5", "5.0", "1e3", "9007199254740993", "-9007199254740993", "18446744073709551615", "1e308"] {
+            #expect(try assessment(#"{"scores": {"b": {"x": "# + bad + "}}}") == nil, "\(bad)")
+        }
+        #expect(try assessment(#"{"scores": {"b": {"x": -9007199254740992}}}"#)?.scores == ["b": ["x": -9_007_199_254_740_992]])
+        #expect(try assessment(#"{"scores": {"b": {"x": -0}}, "scoring": {"classes": ["x", "y"]}}"#)?.classes == ["x", "y"])
+    }
+
+    /// A class only a minority of the round's assessors claim to hold does
+    /// not count: otherwise one assessor could invent a class and pay a
+    /// friend whatever it signs there.
+    @Test func aMadeUpClassPaysNothing() {
+        let honest: [Credits.Assessment] = (0..<4).map { a in
+            .init(assessor: "m\(a)", round: 1, scores: Dictionary(uniqueKeysWithValues: (0..<5).map { ("m\($0)", ["x": 100]) }), classes: ["x"])
+        }
+        var lying = honest
+        lying.append(.init(assessor: "m4", round: 1, scores: Dictionary(uniqueKeysWithValues: (0..<5).map { ("m\($0)", ["x": 100, "fake": $0 == 1 ? 1e12 : 0]) }),
+                           classes: ["x", "fake"]))
+        var plain = honest
+        plain.append(.init(assessor: "m4", round: 1, scores: Dictionary(uniqueKeysWithValues: (0..<5).map { ("m\($0)", ["x": 100]) }), classes: ["x"]))
+        #expect(Credits.round(lying) == Credits.round(plain))
+        #expect(Credits.round(plain).credits["m1"] == 80)  // P = 100 each; claimed median(400, …) = 400 < T = 500
     }
 
     /// Screened votes: an assessor that screened a member out votes 0 when at

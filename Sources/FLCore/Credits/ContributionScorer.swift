@@ -116,11 +116,7 @@ public enum ContributionScorer {
         return Values(values: v.values.map { $0[0] }, evaluations: v.evaluations, permutations: v.permutations, exact: v.exact)
     }
 
-    /// Shapley values of a game whose utility is a vector of `dimensions`
-    /// components (one per class): by linearity, component k of a player's
-    /// value is its Shapley value in the game of component k. Every
-    /// coalition is evaluated once for all components; sampling (above
-    /// `exactUpTo` players) truncates and stops on the sum of the components.
+    /// Shapley values per player and component, for `shapley(players:dimensions:…)`.
     public struct VectorValues: Sendable, Equatable {
         /// values[player][component]
         public var values: [[Double]]
@@ -129,6 +125,12 @@ public enum ContributionScorer {
         public var exact: Bool
     }
 
+    /// Shapley values of a game whose utility is a vector of `dimensions`
+    /// components (one per class): by linearity, component k of a player's
+    /// value is its Shapley value in the game of component k. Every
+    /// coalition is evaluated once for all components; sampling (above
+    /// `exactUpTo` players) truncates and stops on L1 distances over the
+    /// components.
     public static func shapley(players n: Int, dimensions d: Int, seed: UInt64, exactUpTo: Int = 10, tolerance: Double = 0.01,
                                utility: ([Int]) -> [Double]) -> VectorValues {
         precondition(n <= 62, "at most 62 players")
@@ -163,11 +165,15 @@ public enum ContributionScorer {
         // prefix is within `tolerance` of the grand coalition's utility the
         // remaining marginals count as 0; stop when the estimates moved less
         // than `tolerance` (relative, mean over players) over the last
-        // `window` permutations, after at least `minimum`.
+        // `window` permutations, after at least `minimum`. Distances are L1
+        // over the components, so that gains in one class and losses in
+        // another do not cancel.
         var rng = SeededGenerator(seed: seed, stream: "gtg-shapley")
         let full = (UInt64(1) << UInt64(n)) - 1
-        let grand = u(full).reduce(0, +)
-        var history: [[Double]] = []
+        let grand = u(full)
+        let grandSize = grand.map(abs).reduce(0, +)
+        func l1(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).map { abs($0 - $1) }.reduce(0, +) }
+        var history: [[[Double]]] = []
         let window = 5, minimum = 10, maximum = 50 + 5 * n
         var k = 0
         while k < maximum {
@@ -177,18 +183,18 @@ public enum ContributionScorer {
             var mask: UInt64 = 0
             var previous = zero
             for i in order {
-                if abs(grand - previous.reduce(0, +)) < tolerance * abs(grand) { break }
+                if l1(grand, previous) < tolerance * grandSize { break }
                 mask |= 1 << UInt64(i)
                 let v = u(mask)
                 for c in 0..<d { phi[i][c] += v[c] - previous[c] }
                 previous = v
             }
-            let estimate = phi.map { $0.reduce(0, +) / Double(k) }
+            let estimate = phi.map { $0.map { $0 / Double(k) } }
             history.append(estimate)
             if k >= minimum, history.count > window {
                 let old = history[history.count - 1 - window]
-                let scale = estimate.map(abs).reduce(0, +) / Double(n) + 1e-12
-                let moved = zip(estimate, old).map { abs($0 - $1) }.reduce(0, +) / Double(n)
+                let scale = estimate.map { $0.map(abs).reduce(0, +) }.reduce(0, +) / Double(n) + 1e-12
+                let moved = zip(estimate, old).map { l1($0, $1) }.reduce(0, +) / Double(n)
                 if moved / scale < tolerance { break }
             }
         }
