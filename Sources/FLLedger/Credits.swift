@@ -25,10 +25,10 @@ public enum Credits {
     /// double and every sum stays finite; nil otherwise. JSON true/false are
     /// not numbers (Foundation reads them as numbers of type "c").
     static func score(_ x: Any) -> Double? {
-        guard let n = x as? NSNumber, ["s", "i", "l", "q", "S", "I", "L", "Q"].contains(String(cString: n.objCType)) else { return nil }
-        let i = n.int64Value
-        guard i.magnitude <= 1 << 53, String(cString: n.objCType) != "Q" || n.uint64Value <= 1 << 53 else { return nil }
-        return Double(i)
+        guard let n = x as? NSNumber else { return nil }
+        let type = String(cString: n.objCType)
+        guard ["s", "i", "l", "q", "S", "I", "L", "Q"].contains(type), n.int64Value.magnitude <= 1 << 53, type != "Q" || n.uint64Value <= 1 << 53 else { return nil }
+        return Double(n.int64Value)
     }
 
     /// One assessor's aggregate entry for a round, as far as credits go.
@@ -149,7 +149,7 @@ public enum Credits {
         // members' updates were worth on their rows of the class; summed.
         var claimed = 0.0
         for c in counted {
-            let claims = assessments.filter { $0.classes.contains(c) }.sorted { $0.assessor < $1.assessor }.map { $0.othersWorth(in: c) }
+            let claims = assessments.filter { $0.classes.contains(c) }.map { $0.othersWorth(in: c) }
             claimed += median(claims) ?? 0
         }
         let consensus = members.sorted().map { signed[$0]! }.reduce(0, +)

@@ -26,7 +26,7 @@ public struct ClassificationMetrics: Sendable, Equatable, Codable {
             var best = 0
             for k in 1..<classes where probabilities[r * classes + k] > probabilities[r * classes + best] { best = k }
             confusion[labels[r]][best] += 1
-            nll -= _log(min(max(Double(probabilities[r * classes + labels[r]]), 1e-15), 1))
+            nll += Self.negativeLogLikelihood(probabilities[r * classes + labels[r]])
         }
         self.confusion = confusion
         let correct = (0..<classes).reduce(0) { $0 + confusion[$1][$1] }
@@ -73,6 +73,11 @@ public struct ClassificationMetrics: Sendable, Equatable, Codable {
     }
 }
 
+extension ClassificationMetrics {
+    /// −log p of the true class's probability, p clipped to [1e-15, 1].
+    static func negativeLogLikelihood(_ p: Float) -> Double { -_log(min(max(Double(p), 1e-15), 1)) }
+}
+
 extension Network {
     /// Metrics of this network on `data`.
     public func evaluate(on data: Dataset) -> ClassificationMetrics {
@@ -92,7 +97,7 @@ extension Network {
         var sums = [Double](repeating: 0, count: classes.count)
         var counts = [Int](repeating: 0, count: classes.count)
         for (row, y) in data.labels.enumerated() where slot[y] >= 0 {
-            sums[slot[y]] -= _log(min(max(Double(p[row * k + y]), 1e-15), 1))
+            sums[slot[y]] += ClassificationMetrics.negativeLogLikelihood(p[row * k + y])
             counts[slot[y]] += 1
         }
         return zip(sums, counts).map { $1 == 0 ? 0 : $0 / Double($1) }
