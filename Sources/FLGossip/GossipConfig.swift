@@ -75,4 +75,8 @@ public enum GossipEvent: Sendable, Equatable {
     case stale(Announce, from: String)
     /// Ledger entries from `from` were merged; `stored` were new.
     case ledgerMerged(from: String, stored: Int)
+    /// A neighbour showed chain positions it holds that it had not shown before (echo confirmation may progress).
+    case positionsReported(by: String)
+    /// A neighbour's list of its own connections changed (who is reachable may have changed).
+    case neighboursChanged(of: String)
 }

@@ -569,10 +569,17 @@ public actor GossipNode {
     /// holds at exactly that position with the same hash. A round engine waits
     /// for this to empty before closing a round, so a member that sent
     /// different updates to different neighbours is seen.
+    ///
+    /// A neighbour that showed this node's own head of a chain holds every
+    /// earlier position of it too (each entry names the previous one's hash).
     public func unconfirmed(_ entries: [ChainHead]) -> Set<String> {
+        let heads = Dictionary(ledgerHeads().map { ($0.author, $0) }, uniquingKeysWith: { a, _ in a })
         var out = Set<String>()
         for e in entries {
-            for neighbour in connections.keys where neighbour != e.author && reported[neighbour]?[e.author]?[e.seq] != e.hash {
+            for neighbour in connections.keys where neighbour != e.author {
+                let shown = reported[neighbour]?[e.author]
+                if shown?[e.seq] == e.hash { continue }
+                if let head = heads[e.author], head.seq >= e.seq, shown?[head.seq] == head.hash { continue }
                 out.insert(e.author)
                 break
             }
@@ -583,13 +590,16 @@ public actor GossipNode {
     /// Positions a neighbour showed it holds (at most 16 per author, 1024 authors).
     private func record(_ heads: [ChainHead], from c: Connection) {
         var mine = reported[c.institution] ?? [:]
+        var changed = false
         for h in heads where mine[h.author] != nil || mine.count < 1024 {
             var positions = mine[h.author] ?? [:]
+            if positions[h.seq] != h.hash { changed = true }
             positions[h.seq] = h.hash
             if positions.count > 16, let oldest = positions.keys.min() { positions[oldest] = nil }
             mine[h.author] = positions
         }
         reported[c.institution] = mine
+        if changed { eventSink.yield(.positionsReported(by: c.institution)) }
     }
 
     /// Cuts this node's direct links to `members` (an injected fault, for
@@ -621,6 +631,7 @@ public actor GossipNode {
     private func onNeighbours(_ ids: [String], from c: Connection) {
         let now = Set(ids)
         let lost = (peerNeighbours[c.institution] ?? []).subtracting(now)
+        if peerNeighbours[c.institution] != now { eventSink.yield(.neighboursChanged(of: c.institution)) }
         peerNeighbours[c.institution] = now
         guard !lost.isEmpty else { return }
         send(.ledgerHeads(ledgerHeads()), to: c)
@@ -715,9 +726,14 @@ public actor GossipNode {
             // Echo: tell every neighbour which update entries this node now
             // holds, so an author that sent different updates to different
             // members is caught within the round (see `unconfirmed`).
+            // The sender gets the echo too: it may have relayed another
+            // member's entry, and waits for this node to show it holds it.
             let echo = positions.filter { $0.kind == WireEntry.updateKind }.map(\.head)
             if !echo.isEmpty {
-                for other in connections.values where other.institution != c.institution { send(.ledgerHeads(echo), to: other) }
+                for other in connections.values {
+                    let shown = echo.filter { $0.author != other.institution }
+                    if !shown.isEmpty { send(.ledgerHeads(shown), to: other) }
+                }
             }
             // Relay: tell the other neighbours, except those connected to every
             // author concerned (the authors push to them directly).

@@ -23,6 +23,10 @@ public final class LedgerStore: Sendable {
     /// appends and merges (gossip asks for them on every message exchange).
     /// One process writes a peer's ledger; other writers are not seen here.
     private let headsCache = Mutex<[String: (seq: UInt64, hash: [UInt8])]?>(nil)
+    /// The authors with fork evidence against them, for one CA, kept until a
+    /// merge files a fork or an `evidence` entry is stored.
+    /// `generation` counts invalidations, so a derivation that raced one is not kept.
+    private let flaggedCache = Mutex<(generation: Int, value: (ca: Certificate, authors: [String])?)>((0, nil))
 
     /// Opens (creating if needed) a ledger file and runs the migrations.
     public init(path: String, consortium: String) throws {
@@ -68,6 +72,7 @@ public final class LedgerStore: Sendable {
     /// Records entries that a committed transaction stored.
     private func noteStored(_ entries: [LedgerEntry]) {
         guard !entries.isEmpty else { return }
+        if entries.contains(where: { $0.header.kind == .evidence }) { invalidateFlagged() }
         headsCache.withLock { cache in
             guard cache != nil else { return }
             for e in entries where (cache![e.header.author]?.seq).map({ e.header.seq > $0 }) ?? true {
@@ -257,12 +262,27 @@ public final class LedgerStore: Sendable {
             }
         }
         noteStored(inserted)
+        if report.forks > 0 { invalidateFlagged() }
         return report
     }
 
     /// Authors with fork evidence against them: conflicting entries this
     /// peer received itself, and valid `evidence` entries from any chain.
+    /// Cached: re-derived only after a merge filed a fork or an `evidence`
+    /// entry was stored.
     public func flaggedAuthors(caCertificate: Certificate) throws -> [String] {
+        let (generation, cached) = flaggedCache.withLock { $0 }
+        if let cached, cached.ca == caCertificate { return cached.authors }
+        let authors = try deriveFlaggedAuthors(caCertificate: caCertificate)
+        flaggedCache.withLock { if $0.generation == generation { $0.value = (caCertificate, authors) } }
+        return authors
+    }
+
+    private func invalidateFlagged() {
+        flaggedCache.withLock { $0 = ($0.generation + 1, nil) }
+    }
+
+    private func deriveFlaggedAuthors(caCertificate: Certificate) throws -> [String] {
         let consortium = try consortium()
         return try pool.read { db in
             var flagged = Set(try String.fetchAll(db.cachedStatement(sql: "SELECT DISTINCT author FROM forks")))

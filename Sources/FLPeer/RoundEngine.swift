@@ -47,35 +47,6 @@ public struct RoundReport: Sendable, Codable, Equatable {
 
 func kilobytes(_ n: Int) -> String { n >= 10_000_000 ? String(format: "%.1f MB", Double(n) / 1e6) : String(format: "%.1f kB", Double(n) / 1e3) }
 
-/// Counts gossip events that may complete a round, and wakes whoever waits
-/// for the next one (no polling: five peers on two cores feel every wakeup).
-final class Changes: Sendable {
-    private let state = Mutex<(count: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
-
-    var count: Int { state.withLock { $0.count } }
-
-    func bump() {
-        let waiters = state.withLock { s in
-            s.count += 1
-            defer { s.waiters = [] }
-            return s.waiters
-        }
-        for w in waiters { w.resume() }
-    }
-
-    /// Returns once the count differs from `seen`.
-    func wait(after seen: Int) async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { s in
-                if s.count != seen { return true }
-                s.waiters.append(c)
-                return false
-            }
-            if now { c.resume() }
-        }
-    }
-}
-
 /// What a finished run leaves in the state directory as `summary.json`.
 public struct RunSummary: Sendable, Codable {
     public let id: String
@@ -158,19 +129,12 @@ public struct RoundEngine: Sendable {
         let nodeTask = Task { try await node.run() }
         // Collection re-reads the ledger only after a blob or ledger entries arrived.
         let changes = Changes()
-        // A tick every 50 ms bounds every wait (deadlines, cancellation, refusals to retry).
-        let ticker = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(50))
-                changes.bump()
-            }
-        }
-        defer { ticker.cancel() }
+        // Waits end on these events or at a deadline's alarm (Changes.alarm); nothing polls.
         let eventTask = Task {
             for await event in node.events {
                 switch event {
-                case .blobReceived, .ledgerMerged: changes.bump()
-                default: break
+                case .blobReceived, .ledgerMerged, .positionsReported, .neighboursChanged, .connected, .disconnected: changes.bump()
+                case .rejected, .duplicate, .stale: break
                 }
             }
         }
@@ -208,7 +172,7 @@ public struct RoundEngine: Sendable {
             let statsBytes = EntryBody.encode(Self.statsObject(FeatureStatistics(of: train)))
             let statsHash = hex(SHA256.hash(data: statsBytes))
             try await publish(round: 0, bytes: statsBytes, updateHash: statsHash, baseHash: "", samples: train.rows, codec: RoundEngine.statsCodec, metrics: [:])
-            let statsIn: [(Accepted, FeatureStatistics)] = try await collect(round: 0) { bytes, hash in
+            let statsIn: [(Accepted, FeatureStatistics)] = try await exchange(round: 0, commitFirst: false, reveal: {}) { bytes, hash in
                 guard hex(SHA256.hash(data: bytes)) == hash, let s = Self.stats(bytes), s.sums.count == train.featureCount else { return nil }
                 return s
             }
@@ -285,12 +249,11 @@ public struct RoundEngine: Sendable {
                 // its update on others'. Updates committed later are late.
                 try await publish(round: UInt64(r), bytes: bytes, updateHash: local.parameterSet.sha256Hex(), baseHash: baseHash, samples: train.rows,
                                   codec: RoundEngine.modelCodec, metrics: ["train_loss": Double(summary.epochLosses.last ?? 0)], reveal: false)
-                let committed = try await awaitCommitments(round: UInt64(r))
-                logger.info("revealing update", metadata: ["round": "\(r)", "committed": "\(committed.count)",
-                                                           "unix-ms": "\(Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)))"])
-                try await node.publish(bytes, round: UInt64(r), kind: .update)
-                let published = clock.now
-                let updates: [(Accepted, [Float])] = try await collect(round: UInt64(r), among: committed) { bytes, hash in
+                var published = clock.now
+                let updates: [(Accepted, [Float])] = try await exchange(round: UInt64(r), commitFirst: true, reveal: { [node] in
+                    try await node.publish(bytes, round: UInt64(r), kind: .update)
+                    published = clock.now
+                }) { bytes, hash in
                     guard let (params, _) = try? Safetensors.decode(bytes), params.sha256Hex() == hash,
                           let net = try? Network(spec: spec, parameters: params), net.parameters.allSatisfy(\.isFinite) else { return nil }
                     return net.parameters
@@ -417,6 +380,9 @@ public struct RoundEngine: Sendable {
             return summary
         }
 
+        /// Milliseconds since 1970, for log lines compared across processes.
+        static func unixMillis() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
+
         /// The last round this peer recorded (its latest aggregate entry) and
         /// the model saved with it, if the state directory holds one.
         func resumePoint(spec: ModelSpec) throws -> (Int, Network)? {
@@ -476,34 +442,6 @@ public struct RoundEngine: Sendable {
             guard reveal else { return }
             try await node.publish(bytes, round: round, kind: codec == RoundEngine.modelCodec ? .update : .other)
             logger.debug("published", metadata: ["round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
-        }
-
-        /// Waits until every member not proven to equivocate has committed
-        /// (signed its update entry for `round`, which this peer holds), or
-        /// the deadline passed with the quorum, or the missing members are
-        /// unreachable; returns who committed. Only their updates are used.
-        func awaitCommitments(round: UInt64) async throws -> Set<String> {
-            let clock = ContinuousClock()
-            let start = clock.now
-            let deadline = start + .seconds(plan.roundDeadlineSeconds)
-            let giveUp = start + .seconds(plan.roundDeadlineSeconds * 10)
-            while true {
-                try Task.checkCancellation()
-                let seen = changes.count
-                let flagged = Set(try store.flaggedAuthors(caCertificate: ca))
-                let committed = Set(try store.entries(kind: .update, round: round).map(\.header.author)).filter { members.contains($0) && !flagged.contains($0) }
-                let waitingFor = members.filter { !flagged.contains($0) && !committed.contains($0) }
-                if waitingFor.isEmpty { return committed }
-                if committed.count >= plan.quorum {
-                    if clock.now >= deadline { return committed }
-                    let reachable = await node.reachableMembers()
-                    if waitingFor.allSatisfy({ !reachable.contains($0) }) { return committed }
-                }
-                if clock.now >= giveUp {
-                    throw RoundError("round \(round): \(committed.count) of \(members.count) members committed an update (\(committed.sorted().joined(separator: ", "))) in \(Int(plan.roundDeadlineSeconds * 10)) s; the plan's quorum is \(plan.quorum)")
-                }
-                await changes.wait(after: seen)
-            }
         }
 
         /// The scores of the included updates (docs/credits.md): gates first
@@ -593,119 +531,20 @@ public struct RoundEngine: Sendable {
             logger.warning("attack: equivocating", metadata: ["round": "\(round)", "second-update-to": "\(shown.sorted().joined(separator: ","))"])
         }
 
-        /// Waits for the round's signed updates whose bytes arrived and pass
-        /// `check` (which sees the bytes and the signed `update_hash`), until
-        /// every member answered, or the deadline passed with the quorum.
-        func collect<T>(round: UInt64, among committed: Set<String>? = nil, check: ([UInt8], String) -> T?) async throws -> [(Accepted, T)] {
-            let clock = ContinuousClock()
-            // Round 0 fixes the standardisation for the whole run: give late starters at least 10 s.
-            let wait = round == 0 ? max(plan.roundDeadlineSeconds, 10) : plan.roundDeadlineSeconds
-            let deadline = clock.now + .seconds(wait)
-            let giveUp = clock.now + .seconds(wait * 10)
-            var accepted: [String: (Accepted, T)] = [:]
-            var refused = Set<String>()
-            var waitingBlob = Set<String>()
-            var warnedUnreachable = false
-            var flagged = Set<String>(), flaggedAt = clock.now - .seconds(1)
-            var positions: [String: ChainHead] = [:]
-            var warned = false
-            while true {
-                try Task.checkCancellation()
-                let seen = changes.count  // before reading, so nothing that lands meanwhile is missed
-                if clock.now - flaggedAt > .milliseconds(250) {
-                    flagged = Set(try store.flaggedAuthors(caCertificate: ca))
-                    flaggedAt = clock.now
-                }
-                for entry in try store.entries(kind: .update, round: round) {
-                    let author = entry.header.author
-                    if accepted[author] == nil, let b = EntryBody.decode(entry.body), let blob = (b["blob"] as? String).flatMap(unhex).flatMap(ContentHash.init), !node.store.has(blob), !waitingBlob.contains(author) {
-                        waitingBlob.insert(author)
-                        logger.debug("entry here, blob not yet", metadata: ["author": "\(author)", "round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
-                    }
-                    guard accepted[author] == nil, !refused.contains(author), !flagged.contains(author), members.contains(author),
-                          committed?.contains(author) ?? true,
-                          let body = EntryBody.decode(entry.body), let hash = body["update_hash"] as? String,
-                          let blob = (body["blob"] as? String).flatMap(unhex).flatMap(ContentHash.init), node.store.has(blob)
-                    else { continue }
-                    let bytes = node.store.bytes(blob) ?? []
-                    guard hex(SHA256.hash(data: bytes)) == hex(blob.bytes), let value = check(bytes, hash) else {
-                        refused.insert(author)
-                        logger.warning("update refused", metadata: ["author": "\(author)", "round": "\(round)", "reason": "bytes do not match the signed update or the model"])
-                        continue
-                    }
-                    accepted[author] = (Accepted(author: author, updateHash: hash, bytes: bytes), value)
-                    if author != config.id, let h = ContentHash(entry.hash) { positions[author] = ChainHead(author: author, seq: entry.header.seq, hash: h) }
-                    logger.debug("update accepted", metadata: ["author": "\(author)", "round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
-                }
-                let expected = members.filter { !flagged.contains($0) && (committed?.contains($0) ?? true) }
-                for author in flagged where accepted[author] != nil {
-                    accepted[author] = nil
-                }
-                if expected.allSatisfy({ accepted[$0] != nil }) { break }
-                // From round 1 on, members nobody here can reach (gone, or cut off)
-                // are not waited for once the quorum is in.
-                if round > 0 && accepted.count >= plan.quorum {
-                    let reachable = await node.reachableMembers()
-                    let waitingFor = expected.filter { accepted[$0] == nil }
-                    if waitingFor.allSatisfy({ !reachable.contains($0) }) {
-                        if !warnedUnreachable {
-                            warnedUnreachable = true
-                            logger.warning("closing the round without unreachable members", metadata: ["round": "\(round)", "missing": "\(waitingFor.joined(separator: ","))"])
-                        }
-                        break
-                    }
-                }
-                let now = clock.now
-                if now >= deadline && accepted.count >= plan.quorum { break }
-                if now >= deadline && !warned {
-                    warned = true
-                    logger.warning("round deadline passed without the quorum", metadata: ["round": "\(round)", "heard": "\(accepted.count)", "quorum": "\(plan.quorum)"])
-                }
-                if now >= giveUp {
-                    throw RoundError("round \(round): heard \(accepted.count) of \(members.count) members (\(accepted.keys.sorted().joined(separator: ", "))) in \(Int(wait * 10)) s; the plan's quorum is \(plan.quorum)")
-                }
-                await changes.wait(after: seen)
-            }
-            // Echo confirmation: every connected neighbour holds the same update
-            // entries as this peer (or a member that showed different members
-            // different updates is caught, and its fork becomes evidence), at
-            // most `echoWait`; then members with evidence against them are dropped.
-            let confirmBy = clock.now + RoundEngine.echoWait
-            var checkedFlags = clock.now
-            while true {
-                try Task.checkCancellation()
-                let pending = await node.unconfirmed(positions.filter { accepted[$0.key] != nil }.map(\.value))
-                let done = pending.isEmpty || clock.now >= confirmBy
-                // Evidence is checked at the end, and every 25 ms while waiting (a conflict may be resolving).
-                if done || clock.now - checkedFlags >= .milliseconds(25) {
-                    checkedFlags = clock.now
-                    flagged = Set(try store.flaggedAuthors(caCertificate: ca))
-                    for author in flagged where accepted[author] != nil {
-                        accepted[author] = nil
-                        logger.warning("update dropped: its author signed two different entries for one ledger position", metadata: ["author": "\(author)", "round": "\(round)"])
-                    }
-                }
-                if done {
-                    if !pending.isEmpty {
-                        logger.info("closing the round before every neighbour confirmed", metadata: ["round": "\(round)", "unconfirmed": "\(pending.sorted().joined(separator: ","))"])
-                    }
-                    break
-                }
-                try await Task.sleep(for: .milliseconds(2))
-            }
-            return accepted.values.sorted { $0.0.author < $1.0.author }
-        }
-
         /// After the last round, stays reachable until every member's final
         /// checkpoint is here (so they have pulled ours too), or the deadline passes.
         func linger(round: UInt64) async throws {
             let clock = ContinuousClock()
             let deadline = clock.now + .seconds(plan.roundDeadlineSeconds)
+            defer { changes.cancelAlarm() }
             while clock.now < deadline {
+                try Task.checkCancellation()
+                let seen = changes.count
                 let done = Set(try store.entries(kind: .checkpoint, round: round).map(\.header.author))
                 let reachable = await node.reachableMembers()
                 if members.filter(reachable.contains).allSatisfy(done.contains) { break }
-                try await Task.sleep(for: .milliseconds(5))
+                changes.alarm(at: deadline)
+                await changes.wait(after: seen)
             }
             // Give the slowest member a moment to pull this peer's last entries.
             try await Task.sleep(for: .milliseconds(300))

@@ -1,0 +1,88 @@
+import Crypto
+import FLGossip
+import FLLedger
+import FLWire
+import Logging
+
+extension RoundEngine.Session {
+    /// One round's exchange, driven by `RoundStateMachine`: waits for the
+    /// members' signed update entries (commitments), calls `reveal` (which
+    /// publishes this peer's bytes), collects the updates whose bytes
+    /// arrived and pass `check` (it sees the bytes and the signed
+    /// `update_hash`), and waits for neighbours' echoes of them. Wakes only
+    /// on gossip events and at the machine's deadlines.
+    func exchange<T>(round: UInt64, commitFirst: Bool, reveal: () async throws -> Void,
+                     check: ([UInt8], String) -> T?) async throws -> [(RoundEngine.Accepted, T)] {
+        let clock = ContinuousClock()
+        // Round 0 fixes the standardisation for the whole run: give late starters at least 10 s.
+        let wait = round == 0 ? max(plan.roundDeadlineSeconds, 10) : plan.roundDeadlineSeconds
+        var machine = RoundStateMachine<ContinuousClock.Instant>(plan: .init(
+            round: round, inputs: Set(members), me: config.id, quorum: plan.quorum, commitFirst: commitFirst,
+            skipUnreachable: round > 0, deadline: .milliseconds(Int64((wait * 1000).rounded())), confirmLimit: RoundEngine.echoWait), now: clock.now)
+        var values: [String: (RoundEngine.Accepted, T)] = [:]
+        var positions: [String: ChainHead] = [:]
+        var entries: [String: (entry: LedgerEntry, updateHash: String, blob: ContentHash)] = [:]
+        defer { changes.cancelAlarm() }
+        while true {
+            try Task.checkCancellation()
+            let seen = changes.count  // before reading, so nothing that lands meanwhile is missed
+            var action = machine.tick(now: clock.now)
+            let flagged = Set(try store.flaggedAuthors(caCertificate: ca))
+            if flagged != machine.flagged { action = machine.flagged(flagged, now: clock.now) }
+            for entry in try store.entries(kind: .update, round: round) where entries[entry.header.author] == nil && members.contains(entry.header.author) {
+                guard let body = EntryBody.decode(entry.body), let hash = body["update_hash"] as? String,
+                      let blob = (body["blob"] as? String).flatMap(unhex).flatMap(ContentHash.init) else { continue }
+                entries[entry.header.author] = (entry, hash, blob)
+                action = machine.committed(entry.header.author, now: clock.now)
+            }
+            for (author, e) in entries where values[author] == nil && machine.collects(author) && !machine.refused.contains(author) && node.store.has(e.blob) {
+                let bytes = node.store.bytes(e.blob) ?? []
+                guard hex(SHA256.hash(data: bytes)) == hex(e.blob.bytes), let value = check(bytes, e.updateHash) else {
+                    logger.warning("update refused", metadata: ["author": "\(author)", "round": "\(round)", "reason": "bytes do not match the signed update or the model"])
+                    action = machine.checked(author, ok: false, now: clock.now)
+                    continue
+                }
+                values[author] = (RoundEngine.Accepted(author: author, updateHash: e.updateHash, bytes: bytes), value)
+                if author != config.id, let h = ContentHash(e.entry.hash) { positions[author] = ChainHead(author: author, seq: e.entry.header.seq, hash: h) }
+                action = machine.checked(author, ok: true, now: clock.now)
+            }
+            if machine.wantsReachability { action = machine.reachable(await node.reachableMembers(), now: clock.now) }
+            if machine.phase == .confirming {
+                let watched = machine.included.compactMap { positions[$0] }
+                action = machine.unconfirmed(await node.unconfirmed(watched), now: clock.now)
+            }
+            log(machine.takeNotices(), round: round)
+            switch action {
+            case .wait(let until):
+                changes.alarm(at: until)
+                await changes.wait(after: seen)
+            case .reveal(let committed):
+                logger.info("revealing update", metadata: ["round": "\(round)", "committed": "\(committed.count)", "unix-ms": "\(Self.unixMillis())"])
+                try await reveal()
+                _ = machine.revealed(now: clock.now)
+            case .confirm:
+                continue
+            case .close(let accepted):
+                return accepted.compactMap { values[$0] }
+            case .fail(let reason):
+                throw RoundError(reason)
+            }
+        }
+    }
+
+    private func log(_ notices: [RoundStateMachine<ContinuousClock.Instant>.Notice], round: UInt64) {
+        for n in notices {
+            switch n {
+            case .deadlineWithoutQuorum(let heard):
+                logger.warning("round deadline passed without the quorum", metadata: ["round": "\(round)", "heard": "\(heard)", "quorum": "\(plan.quorum)"])
+            case .closingWithoutUnreachable(let missing):
+                logger.warning("closing the round without unreachable members", metadata: ["round": "\(round)", "missing": "\(missing.joined(separator: ","))"])
+            case .confirmLimitReached(let unconfirmed):
+                logger.warning("waited out the echo limit: closing the round before every neighbour confirmed", metadata: [
+                    "round": "\(round)", "unconfirmed": "\(unconfirmed.joined(separator: ","))", "limit": "\(RoundEngine.echoWait)"])
+            case .droppedForking(let author):
+                logger.warning("update dropped: its author signed two different entries for one ledger position", metadata: ["author": "\(author)", "round": "\(round)"])
+            }
+        }
+    }
+}
