@@ -15,13 +15,11 @@ public enum EntryBody {
         (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any]
     }
 
-    public static func genesis(certificatePEM: String) -> [UInt8] { encode(["certificate": certificatePEM]) }
+    public static func genesis(certificatePEM: String) -> [UInt8] { encode(Genesis(certificate: certificatePEM)) }
 
     /// `blob`: SHA-256 (hex) of the bytes peers pull for this update, when they differ from what `update_hash` covers.
     public static func update(round: UInt64, baseHash: String, updateHash: String, samples: Int, codec: String, metrics: [String: Double], blob: String? = nil) -> [UInt8] {
-        var o: [String: Any] = ["round": round, "base_hash": baseHash, "update_hash": updateHash, "samples": samples, "codec": codec, "metrics": metrics]
-        if let blob { o["blob"] = blob }
-        return encode(o)
+        encode(Update(round: round, baseHash: baseHash, updateHash: updateHash, samples: samples, codec: codec, metrics: metrics, blob: blob))
     }
 
     /// One included update of an aggregate.
@@ -102,24 +100,18 @@ public enum EntryBody {
     public static func aggregate(round: UInt64, included: [Included], rule: String, parameters: [String: Double], resultHash: String,
                                  scores: [String: [String: Double]], late: [Late] = [], screened: [Screened] = [],
                                  scoring: Scoring? = nil, credits: RecordedCredits? = nil) -> [UInt8] {
-        // JSON has no NaN or infinity: such values are written as the largest finite double of their sign.
-        func finite(_ x: Double) -> Double { x.isFinite ? x : (x < 0 ? -Double.greatestFiniteMagnitude : Double.greatestFiniteMagnitude) }
-        var o: [String: Any] = [
-            "round": round, "rule": rule, "parameters": parameters.mapValues(finite), "result_hash": resultHash, "scores": scores.mapValues { $0.mapValues(finite) },
-            "included": included.map { ["author": $0.author, "update_hash": $0.updateHash, "trimmed": $0.trimmed] },
-        ]
-        if !late.isEmpty { o["late"] = late.map { ["author": $0.author, "round": $0.round, "update_hash": $0.updateHash] } }
-        if !screened.isEmpty { o["screened"] = screened.map { ["author": $0.author, "update_hash": $0.updateHash, "validation_loss": finite($0.validationLoss)] } }
-        if let s = scoring {
-            o["scoring"] = ["rule": s.rule, "seed": s.seed, "exact": s.exact, "permutations": s.permutations, "evaluations": s.evaluations,
-                            "gated": s.gated, "classes": s.classes, "seconds": finite(s.seconds)] as [String: Any]
-        }
-        if let c = credits { o["credits"] = ["round": c.round, "assessors": c.assessors, "values": c.values.mapValues(finite)] as [String: Any] }
-        return encode(o)
+        encode(Aggregate(
+            round: round, rule: rule, parameters: parameters.mapValues(finite), resultHash: resultHash, scores: scores.mapValues { $0.mapValues(finite) },
+            included: included.map { .init(author: $0.author, updateHash: $0.updateHash, trimmed: $0.trimmed) },
+            late: late.isEmpty ? nil : late.map { .init(author: $0.author, round: $0.round, updateHash: $0.updateHash) },
+            screened: screened.isEmpty ? nil : screened.map { .init(author: $0.author, updateHash: $0.updateHash, validationLoss: finite($0.validationLoss)) },
+            scoring: scoring.map { .init(rule: $0.rule, seed: $0.seed, exact: $0.exact, permutations: $0.permutations, evaluations: $0.evaluations,
+                                         gated: $0.gated, classes: $0.classes, seconds: finite($0.seconds)) },
+            credits: credits.map { .init(round: $0.round, assessors: $0.assessors, values: $0.values.mapValues(finite)) }))
     }
 
     public static func checkpoint(heads: [(author: String, seq: UInt64, hash: [UInt8])]) -> [UInt8] {
-        encode(["heads": heads.sorted { $0.author < $1.author }.map { ["author": $0.author, "seq": $0.seq, "hash": hex($0.hash)] }])
+        encode(Checkpoint(heads: heads.sorted { $0.author < $1.author }.map { .init(author: $0.author, seq: $0.seq, hash: hex($0.hash)) }))
     }
 }
 

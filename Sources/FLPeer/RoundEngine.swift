@@ -460,17 +460,14 @@ public struct RoundEngine: Sendable {
             let gates = ContributionScorer.gates(updates: ordered.map(\.1), bases: authorBases.map(\.base), previousChanges: authorBases.map(\.change),
                                                  previousSteps: authorBases.map(\.previousSteps), trimmed: stats.trimmed, beta: beta)
             let players = ordered.indices.filter { gates[$0] == nil }
-            var probe = base
+            var evaluator = ClassLossEvaluator(network: base, data: assessment, classes: classes)
             // A loss that is not a number (NaN parameters) counts as 1000, far above
             // any real one (probabilities are clipped at 1e-15, so at most 34.6).
-            func losses(_ net: Network) -> [Double] { net.classLosses(on: assessment, classes: classes).map { $0.isFinite ? $0 : 1e3 } }
+            func losses(_ parameters: [Float]) -> [Double] { evaluator.losses(parameters).map { $0.isFinite ? $0 : 1e3 } }
             // The empty coalition: carrying on in the last round's direction
             // (the base plus the previous change), what the federation gets
             // without anyone's new work; round 1: the base.
-            var carryOn = base
-            if let previousChange {
-                carryOn.parameters = zip(base.parameters, previousChange).map { $0 + $1 }
-            }
+            let carryOn = previousChange.map { zip(base.parameters, $0).map { $0 + $1 } } ?? base.parameters
             let empty = losses(carryOn)
             var buffer = [Float]()
             let seed = UInt64(baseHash.prefix(16), radix: 16) ?? 0
@@ -479,8 +476,7 @@ public struct RoundEngine: Sendable {
                 guard (try? Aggregator.aggregate(inputs, rule: rule, center: center, reference: base.parameters, countTrimmed: false, into: &buffer)) != nil else {
                     return classes.map { _ in 0 }
                 }
-                probe.parameters = buffer
-                return zip(empty, losses(probe)).map { $0 - $1 }
+                return zip(empty, losses(buffer)).map { $0 - $1 }
             }
             let names = classes.map { classNames[$0] }
             var scores: [String: [String: Double]] = [:]

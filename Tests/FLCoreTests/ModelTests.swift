@@ -142,3 +142,20 @@ struct ParameterHashTests {
         #expect(reshaped.sha256() != set.sha256())
     }
 }
+
+@Suite struct ClassLossEvaluatorTests {
+    @Test(arguments: [ModelSpec.Kind.logreg, .mlp])
+    func sameLossesAsTheNetworkBitForBit(kind: ModelSpec.Kind) {
+        var rng = SeededGenerator(seed: 7)
+        let rows = 37, inputs = 13, classes = 5
+        let features = (0..<(rows * inputs)).map { _ in Float(rng.nextUnitDouble() * 4 - 2) }
+        let labels = (0..<rows).map { $0 % classes }
+        let data = Dataset(featureNames: (0..<inputs).map { "f\($0)" }, labelName: "label", classNames: (0..<classes).map(String.init), features: features, labels: labels)
+        let spec = ModelSpec(kind: kind, inputs: inputs, classes: classes, hidden: kind == .mlp ? [9] : [])
+        var evaluator = ClassLossEvaluator(network: Network(spec: spec, seed: 1), data: data, classes: [0, 2, 3])
+        for seed in 1...4 {
+            let net = Network(spec: spec, seed: UInt64(seed))
+            #expect(evaluator.losses(net.parameters) == net.classLosses(on: data, classes: [0, 2, 3]))
+        }
+    }
+}

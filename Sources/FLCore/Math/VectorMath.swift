@@ -25,6 +25,36 @@ public enum VectorMath {
         return s
     }
 
+    /// Four dot products of `a` with `b0`…`b3` (`count` elements each) in
+    /// one pass over `a`; each equals `dot(a, bi)` bit for bit (the same
+    /// operations in the same order per output).
+    @inline(__always)
+    public static func dot4(_ pa: UnsafePointer<Float>, _ b0: UnsafePointer<Float>, _ b1: UnsafePointer<Float>, _ b2: UnsafePointer<Float>,
+                            _ b3: UnsafePointer<Float>, count n: Int) -> (Float, Float, Float, Float) {
+        var a0 = V(), a1 = V(), c0 = V(), c1 = V(), e0 = V(), e1 = V(), g0 = V(), g1 = V()
+        var i = 0
+        while i + 16 <= n {
+            let x0 = load(pa + i), x1 = load(pa + i + 8)
+            a0 = a0 + x0 * load(b0 + i); a1 = a1 + x1 * load(b0 + i + 8)
+            c0 = c0 + x0 * load(b1 + i); c1 = c1 + x1 * load(b1 + i + 8)
+            e0 = e0 + x0 * load(b2 + i); e1 = e1 + x1 * load(b2 + i + 8)
+            g0 = g0 + x0 * load(b3 + i); g1 = g1 + x1 * load(b3 + i + 8)
+            i += 16
+        }
+        if i + 8 <= n {
+            let x0 = load(pa + i)
+            a0 = a0 + x0 * load(b0 + i); c0 = c0 + x0 * load(b1 + i); e0 = e0 + x0 * load(b2 + i); g0 = g0 + x0 * load(b3 + i)
+            i += 8
+        }
+        var s0 = (a0 + a1).sum(), s1 = (c0 + c1).sum(), s2 = (e0 + e1).sum(), s3 = (g0 + g1).sum()
+        while i < n {
+            let x = pa[i]
+            s0 += x * b0[i]; s1 += x * b1[i]; s2 += x * b2[i]; s3 += x * b3[i]
+            i += 1
+        }
+        return (s0, s1, s2, s3)
+    }
+
     /// y[i] += alpha·x[i].
     @inlinable
     public static func axpy(_ alpha: Float, _ x: UnsafeBufferPointer<Float>, _ y: UnsafeMutableBufferPointer<Float>) {
