@@ -522,18 +522,32 @@ public actor GossipNode {
     /// Tells every connected member that this node's ledger changed (after a
     /// local append): pushes the entries a member is known to lack (saving it
     /// a pull round trip), and sends the heads so it can pull anything else.
+    /// The heads go only to members the push did not bring up to date.
     public func ledgerChanged() {
         let heads = ledgerHeads()
-        for c in connections.values {
-            push(heads, to: c)
+        for c in connections.values where !push(heads, to: c) {
             send(.ledgerHeads(heads), to: c)
+        }
+    }
+
+    /// Echo: tells every neighbour (but each position's author) which chain
+    /// positions this node holds, so that an author that showed different
+    /// members different entries for one position is caught (see
+    /// `unconfirmed`). A round engine echoes its round's update entries once
+    /// it has collected them.
+    public func echo(_ positions: [ChainHead]) {
+        for c in connections.values {
+            let shown = positions.filter { $0.author != c.institution }
+            if !shown.isEmpty { send(.ledgerHeads(shown), to: c) }
         }
     }
 
     /// Sends `c` the entries of each chain beyond the head it last reported,
     /// and assumes it now holds them (if it refuses them it will pull).
-    private func push(_ heads: [ChainHead], to c: Connection) {
-        guard let ledger = config.ledger, let theirs = peerHeads[c.institution] else { return }
+    /// Returns whether `c` is now known to hold every one of `heads`.
+    @discardableResult
+    private func push(_ heads: [ChainHead], to c: Connection) -> Bool {
+        guard let ledger = config.ledger, let theirs = peerHeads[c.institution] else { return false }
         var updated = Dictionary(theirs.map { ($0.author, $0) }, uniquingKeysWith: { a, _ in a })
         var batch: [WireEntry] = []
         for head in heads {
@@ -542,9 +556,11 @@ public actor GossipNode {
             batch += entries
             updated[head.author] = head
         }
-        guard !batch.isEmpty else { return }
+        let complete = heads.allSatisfy { head in updated[head.author].map { $0.seq >= head.seq } ?? false }
+        guard !batch.isEmpty else { return complete }
         send(.ledgerEntries(batch), to: c)
         peerHeads[c.institution] = updated.values.sorted { $0.author < $1.author }
+        return complete
     }
 
     /// True when `neighbour` reported a direct connection to `author` (or is it).
@@ -723,18 +739,6 @@ public actor GossipNode {
             let heads = ledgerHeads()
             // The merge signed evidence into this node's own chain: push it now.
             if heads.first(where: { $0.author == config.institution })?.seq != ownBefore { ledgerChanged() }
-            // Echo: tell every neighbour which update entries this node now
-            // holds, so an author that sent different updates to different
-            // members is caught within the round (see `unconfirmed`).
-            // The sender gets the echo too: it may have relayed another
-            // member's entry, and waits for this node to show it holds it.
-            let echo = positions.filter { $0.kind == WireEntry.updateKind }.map(\.head)
-            if !echo.isEmpty {
-                for other in connections.values {
-                    let shown = echo.filter { $0.author != other.institution }
-                    if !shown.isEmpty { send(.ledgerHeads(shown), to: other) }
-                }
-            }
             // Relay: tell the other neighbours, except those connected to every
             // author concerned (the authors push to them directly).
             relayHeads(authors: Set(entries.compactMap { WireEntry.author(of: $0.header) }), except: c.institution)

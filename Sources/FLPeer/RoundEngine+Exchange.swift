@@ -22,6 +22,7 @@ extension RoundEngine.Session {
         var values: [String: (RoundEngine.Accepted, T)] = [:]
         var positions: [String: ChainHead] = [:]
         var entries: [String: (entry: LedgerEntry, updateHash: String, blob: ContentHash)] = [:]
+        var echoed = false
         defer { changes.cancelAlarm() }
         while true {
             try Task.checkCancellation()
@@ -48,6 +49,10 @@ extension RoundEngine.Session {
             }
             if machine.wantsReachability { action = machine.reachable(await node.reachableMembers(), now: clock.now) }
             if machine.phase == .confirming {
+                if !echoed {
+                    echoed = true
+                    await node.echo(entries.values.compactMap { e in ContentHash(e.entry.hash).map { ChainHead(author: e.entry.header.author, seq: e.entry.header.seq, hash: $0) } })
+                }
                 let watched = machine.included.compactMap { positions[$0] }
                 action = machine.unconfirmed(await node.unconfirmed(watched), now: clock.now)
             }
