@@ -31,9 +31,9 @@ extension RoundEngine.Session {
             let flagged = Set(try store.flaggedAuthors(caCertificate: ca))
             if flagged != machine.flagged { action = machine.flagged(flagged, now: clock.now) }
             for entry in try store.entries(kind: .update, round: round) where entries[entry.header.author] == nil && members.contains(entry.header.author) {
-                guard let body = EntryBody.decode(entry.body), let hash = body["update_hash"] as? String,
-                      let blob = (body["blob"] as? String).flatMap(unhex).flatMap(ContentHash.init) else { continue }
-                entries[entry.header.author] = (entry, hash, blob)
+                guard let body = EntryBody.decode(EntryBody.Update.self, from: entry.body),
+                      let blob = body.blob.flatMap(unhex).flatMap(ContentHash.init) else { continue }
+                entries[entry.header.author] = (entry, body.updateHash, blob)
                 action = machine.committed(entry.header.author, now: clock.now)
             }
             for (author, e) in entries where values[author] == nil && machine.collects(author) && !machine.refused.contains(author) && node.store.has(e.blob) {

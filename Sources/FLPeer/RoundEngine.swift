@@ -60,6 +60,18 @@ public struct RunSummary: Sendable, Codable {
     public let model: ModelSpec
     public let classes: [String]
     public let standardizer: Standardizer
+    /// User plus system CPU time of this peer's process over the whole run.
+    public let cpuSeconds: Double
+    /// The part of `cpuSeconds` spent in rounds 1…R (from the start of the first to the end of the last).
+    public let roundCPUSeconds: Double
+}
+
+/// User plus system CPU time of this process so far, in seconds.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return 0 }
+    func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) * 1e-6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// The round engine of one institution: local training, a signed update
@@ -217,6 +229,8 @@ public struct RoundEngine: Sendable {
             var linksCut = false
             var previousBase: [Float]?  // the model the previous round started from (replay gate, replay attack)
             var history = ModelHistory()  // recent starting models by hash, and last round's update vectors (gates)
+            let cpuAtFirstRound = processCPUSeconds()
+            var cpuAtLastRound = cpuAtFirstRound
             for r in firstRound..<(plan.rounds + 1) {
                 try Task.checkCancellation()
                 if !config.faults.cutLinks.isEmpty && !linksCut && r > config.faults.cutAfterRound {
@@ -336,7 +350,7 @@ public struct RoundEngine: Sendable {
                     for e in try store.entries(kind: .update, round: closed) where !authors.contains(e.header.author) && !forked.contains(e.header.author)
                         && !recordedLate.contains("\(e.header.author)#\(closed)") {
                         recordedLate.insert("\(e.header.author)#\(closed)")
-                        let hash = EntryBody.decode(e.body)?["update_hash"] as? String ?? ""
+                        let hash = EntryBody.decode(EntryBody.Update.self, from: e.body)?.updateHash ?? ""
                         late.append(.init(author: e.header.author, round: closed, updateHash: hash))
                         logger.notice("late update recorded", metadata: ["author": "\(e.header.author)", "round": "\(closed)"])
                     }
@@ -369,11 +383,12 @@ public struct RoundEngine: Sendable {
                     "train_publish": "\(start.duration(to: published))", "collect": "\(published.duration(to: collected))", "record": "\(collected.duration(to: clock.now))",
                 ])
             }
+            cpuAtLastRound = processCPUSeconds()
             try await linger(round: UInt64(plan.rounds))
             let summary = RunSummary(
                 id: config.id, rounds: reports, secondsPerRound: reports.map(\.seconds).reduce(0, +) / Double(max(1, reports.count)),
                 bytesIn: node.traffic.bytesIn, bytesOut: node.traffic.bytesOut, modelFile: modelPath, ledgerFile: store.path,
-                model: spec, classes: classes, standardizer: scaler)
+                model: spec, classes: classes, standardizer: scaler, cpuSeconds: processCPUSeconds(), roundCPUSeconds: cpuAtLastRound - cpuAtFirstRound)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try encoder.encode(summary).write(to: URL(fileURLWithPath: "\(config.stateDirectory)/summary.json"), options: .atomic)
@@ -387,7 +402,7 @@ public struct RoundEngine: Sendable {
         /// the model saved with it, if the state directory holds one.
         func resumePoint(spec: ModelSpec) throws -> (Int, Network)? {
             guard let last = try store.entries(author: config.id).last(where: { $0.header.kind == .aggregate }),
-                  let body = EntryBody.decode(last.body), let resultHash = body["result_hash"] as? String,
+                  let resultHash = EntryBody.decode(EntryBody.Aggregate.self, from: last.body)?.resultHash,
                   let bytes = try store.localState("model") else { return nil }
             guard let (params, _) = try? Safetensors.decode(bytes), params.sha256Hex() == resultHash,
                   let net = try? Network(spec: spec, parameters: params)
@@ -430,7 +445,7 @@ public struct RoundEngine: Sendable {
                      reveal: Bool = true) async throws {
             let blob = hex(SHA256.hash(data: bytes))
             if let existing = try store.entries(kind: .update, round: round).first(where: { $0.header.author == config.id }) {
-                guard let body = EntryBody.decode(existing.body), body["update_hash"] as? String == updateHash else {
+                guard EntryBody.decode(EntryBody.Update.self, from: existing.body)?.updateHash == updateHash else {
                     throw RoundError("this peer already signed a different update for round \(round) in \(store.path); start from an empty state directory")
                 }
             } else {
@@ -578,14 +593,14 @@ struct ModelHistory {
         let previousUpdates = round > 1 ? try store.entries(kind: .update, round: round - 1) : []
         let aggregates = round > 1 ? try store.entries(kind: .aggregate, round: round - 1) : []
         func baseHash(_ entries: [LedgerEntry], _ author: String) -> String? {
-            entries.first { $0.header.author == author }.flatMap { EntryBody.decode($0.body)?["base_hash"] as? String }
+            entries.first { $0.header.author == author }.flatMap { EntryBody.decode(EntryBody.Update.self, from: $0.body)?.baseHash }
         }
         // The steps an author received last round, from its starting model then: what it aggregated (its aggregate entry names them).
         func received(_ author: String) -> [[Float]] {
             guard let previousBase = baseHash(previousUpdates, author).flatMap({ models[$0]?.values }),
-                  let entry = aggregates.first(where: { $0.header.author == author }), let body = EntryBody.decode(entry.body),
-                  let included = body["included"] as? [[String: Any]] else { return [] }
-            let others = included.filter { $0["author"] as? String != author }.compactMap { $0["update_hash"] as? String }
+                  let entry = aggregates.first(where: { $0.header.author == author }),
+                  let included = EntryBody.decode(EntryBody.Aggregate.self, from: entry.body)?.included else { return [] }
+            let others = included.filter { $0.author != author }.map(\.updateHash)
             let vectors = others.compactMap { lastUpdates[$0] }
             guard vectors.count == others.count else { return [] }
             return vectors.map { zip($0, previousBase).map { $0 - $1 } }
@@ -602,12 +617,13 @@ struct ModelHistory {
 
     private mutating func model(_ hash: String, author: String, aggregates: [LedgerEntry], rule: AggregationRule, like net: Network, round: UInt64) -> [Float]? {
         if let known = models[hash] { return known.values }
-        guard let entry = aggregates.first(where: { $0.header.author == author }), let body = EntryBody.decode(entry.body),
-              body["result_hash"] as? String == hash, let included = body["included"] as? [[String: Any]] else { return nil }
-        let names = included.compactMap { $0["update_hash"] as? String }
+        guard let entry = aggregates.first(where: { $0.header.author == author }),
+              let body = EntryBody.decode(EntryBody.Aggregate.self, from: entry.body), body.resultHash == hash else { return nil }
+        let included = body.included
+        let names = included.map(\.updateHash)
         let vectors = names.compactMap { lastUpdates[$0] }
         guard !vectors.isEmpty, vectors.count == included.count else { return nil }
-        let own = included.firstIndex { $0["author"] as? String == author }.map { vectors[$0] }
+        let own = included.firstIndex { $0.author == author }.map { vectors[$0] }
         var rebuilt = net
         var output = [Float]()
         guard (try? Aggregator.aggregate(vectors, rule: rule, center: own, reference: own, countTrimmed: false, into: &output)) != nil else { return nil }

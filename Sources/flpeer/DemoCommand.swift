@@ -266,6 +266,7 @@ struct DemoCommand: AsyncParsableCommand {
         let testSet = dataset.subset(test)
         var results: [(id: String, accuracy: Double, rows: Int, secondsPerRound: Double, bytesIn: Int, bytesOut: Int, attack: String?)] = []
         var scoringSeconds: [String: Double] = [:]
+        var summaries: [String: RunSummary] = [:]
         for (i, id) in ids.enumerated() {
             let state = "\(root)/state/\(id)"
             let summary = try JSONDecoder().decode(RunSummary.self, from: Data(contentsOf: URL(fileURLWithPath: "\(state)/summary.json")))
@@ -274,6 +275,7 @@ struct DemoCommand: AsyncParsableCommand {
             let accuracy = net.evaluate(on: summary.standardizer.transform(testSet)).accuracy
             results.append((id, accuracy, parts[i].count, summary.secondsPerRound, summary.bytesIn, summary.bytesOut, attacks[i]))
             scoringSeconds[id] = summary.rounds.map(\.scoringSeconds).reduce(0, +) / Double(max(1, summary.rounds.count))
+            summaries[id] = summary
         }
         let kind = ModelSpec.Kind(rawValue: model)!
         let central = CentralizedTraining.run(train: dataset.subset(rest), test: testSet, kind: kind, hidden: [64],
@@ -319,6 +321,11 @@ struct DemoCommand: AsyncParsableCommand {
                                             "flagged": flaggedBy[r.id] ?? []]
                     if let a = r.attack { p["attack"] = a }
                     p["scoring_seconds_per_round"] = scoringSeconds[r.id] ?? 0
+                    if let s = summaries[r.id] {
+                        p["round_seconds"] = s.rounds.map(\.seconds)
+                        p["cpu_seconds"] = s.cpuSeconds
+                        p["round_cpu_seconds"] = s.roundCPUSeconds
+                    }
                     if let c = creditOf[r.id] {
                         p["credit"] = c.total
                         p["credit_share"] = c.share
