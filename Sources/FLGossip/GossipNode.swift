@@ -357,6 +357,7 @@ public actor GossipNode {
         if let c = registered, connections[c.institution]?.id == c.id {
             connections[c.institution] = nil
             peerHeads[c.institution] = nil
+            reportedAt[c.institution] = nil
             reported[c.institution] = nil
             peerNeighbours[c.institution] = nil
             announceNeighbours()
@@ -507,6 +508,7 @@ public actor GossipNode {
         guard !stopping else { return }
         let heads = ledgerHeads()
         ticks += 1
+        noteRepairs(heads)
         // Changed heads go out once; every fifth tick they go out again anyway
         // (a pull or its answer lost with a closed connection is retried).
         if heads != lastTickHeads || ticks % 5 == 0 {
@@ -517,6 +519,42 @@ public actor GossipNode {
             send(.ledgerHeads(heads), to: c)
             lastTickSentTo.insert(c.institution)
         }
+    }
+
+    /// Chain positions each neighbour was known to lack at the last tick, and when that tick was.
+    private var lackedAtLastTick: [String: [String: UInt64]] = [:]
+    private var lastTick: ContinuousClock.Instant?
+    /// When each neighbour last reported its head of each chain.
+    private var reportedAt: [String: [String: ContinuousClock.Instant]] = [:]
+
+    /// Logs a repair for each neighbour that reported its head of a chain at
+    /// least a second after the previous tick and still lacked a position
+    /// this node held at that tick: push, relay and pull did not bring it
+    /// there, so the heads this tick sends are what repairs it. A clean run
+    /// needs none.
+    private func noteRepairs(_ heads: [ChainHead]) {
+        let now = ContinuousClock.now
+        var lacked: [String: [String: UInt64]] = [:]
+        for c in connections.values {
+            let theirs = Dictionary((peerHeads[c.institution] ?? []).map { ($0.author, $0.seq) }, uniquingKeysWith: max)
+            var missing: [String: UInt64] = [:]
+            for head in heads where head.author != c.institution && (theirs[head.author].map { $0 < head.seq } ?? true) {
+                missing[head.author] = head.seq
+            }
+            lacked[c.institution] = missing
+            guard let lastTick, let before = lackedAtLastTick[c.institution] else { continue }
+            let stuck = missing.keys.filter { author in
+                guard let old = before[author], let at = reportedAt[c.institution]?[author], at >= lastTick + .seconds(1) else { return false }
+                return (theirs[author] ?? 0) < old
+            }
+            if !stuck.isEmpty {
+                logger.warning("anti-entropy repair: a neighbour still lacks entries this node held a tick ago; sending heads", metadata: [
+                    "member": "\(c.institution)", "chains": "\(stuck.sorted().joined(separator: ","))"])
+                lastTickSentTo.remove(c.institution)
+            }
+        }
+        lackedAtLastTick = lacked
+        lastTick = now
     }
 
     /// Tells every connected member that this node's ledger changed (after a
@@ -667,6 +705,10 @@ public actor GossipNode {
             known[head.author] = head
         }
         peerHeads[c.institution] = known.values.sorted { $0.author < $1.author }
+        let reportTime = ContinuousClock.now
+        for head in theirs where reportedAt[c.institution]?[head.author] != nil || (reportedAt[c.institution]?.count ?? 0) < 1024 {
+            reportedAt[c.institution, default: [:]][head.author] = reportTime
+        }
         let myHeads = Dictionary(ledgerHeads().map { ($0.author, $0) }, uniquingKeysWith: { a, _ in a })
         let mine = myHeads.mapValues(\.seq)
         let now = ContinuousClock.now

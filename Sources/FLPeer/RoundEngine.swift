@@ -329,7 +329,9 @@ public struct RoundEngine: Sendable {
                 if attack == .lyingAssessor {
                     scores = Dictionary(uniqueKeysWithValues: scores.map { m, v in (m, v.mapValues { _ in m == me ? RoundEngine.lyingMaximum : 0 }) })
                 }
+                let scored = clock.now
                 let recordedCredits = try previousRoundCredits(UInt64(r))
+                let credited = clock.now
                 previousBase = baseParameters
                 model.parameters = output
                 let resultHash = model.parameterSet.sha256Hex()
@@ -362,10 +364,12 @@ public struct RoundEngine: Sendable {
                 // The model is kept in the ledger file's local state in the same
                 // transaction (no file per round); model.safetensors is written at the end.
                 let modelBytes = Safetensors.encode(model.parameterSet, metadata: metadata.merging(["round": "\(r)"]) { $1 })
+                let drafted = clock.now
                 try store.append(author: config.id, key: key, [
                     (.aggregate, UInt64(r), { _ in aggregate }),
                     (.checkpoint, UInt64(r), { heads in EntryBody.checkpoint(heads: try heads().map { (author: $0.key, seq: $0.value.seq, hash: $0.value.hash) }) }),
                 ], state: ["model": modelBytes])
+                let appended = clock.now
                 await node.ledgerChanged()
                 if r == plan.rounds { try Data(modelBytes).write(to: URL(fileURLWithPath: modelPath), options: .atomic) }
 
@@ -381,6 +385,8 @@ public struct RoundEngine: Sendable {
                 logger.info("round done", metadata: [
                     "round": "\(r)", "heard": "\(report.heard.joined(separator: ","))", "result": "\(resultHash.prefix(12))", "accuracy": "\(metrics.accuracy)",
                     "train_publish": "\(start.duration(to: published))", "collect": "\(published.duration(to: collected))", "record": "\(collected.duration(to: clock.now))",
+                    "screen_aggregate": "\(collected.duration(to: scoringStart))", "score": "\(scoringStart.duration(to: scored))", "credits": "\(scored.duration(to: credited))",
+                    "late_draft": "\(credited.duration(to: drafted))", "append": "\(drafted.duration(to: appended))", "push_evaluate": "\(appended.duration(to: clock.now))",
                 ])
             }
             cpuAtLastRound = processCPUSeconds()

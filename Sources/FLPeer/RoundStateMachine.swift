@@ -185,7 +185,7 @@ struct RoundStateMachine<Instant: InstantProtocol> where Instant.Duration == Dur
         var reveal = waiting.isEmpty
         if !reveal && have.count >= plan.quorum {
             if now >= deadline { reveal = true }
-            if let reachable, waiting.isDisjoint(with: reachable) { reveal = true }
+            if plan.skipUnreachable, let reachable, waiting.isDisjoint(with: reachable) { reveal = true }
         }
         if reveal {
             phase = .revealing

@@ -36,6 +36,11 @@ struct DemoTests {
         }
         let show = try ledgerTool("verify", ledgers[0], "--ca", "\(root)/pki/ca/ca.pem")
         #expect(show.stdout.contains("intact: 3 chains") && show.stdout.contains("5 rounds"), "\(show.stdout)")
+        // A clean loopback run needs no anti-entropy repair and never waits out the echo limit.
+        for id in ["inst01", "inst02", "inst03"] {
+            let log = try String(contentsOfFile: "\(root)/logs/\(id).err", encoding: .utf8)
+            #expect(!log.contains("anti-entropy repair") && !log.contains("waited out the echo limit"), "\(id): \(log)")
+        }
     }
 
     /// inst01 — inst02 — inst03: the ends reach each other only through inst02,
