@@ -492,7 +492,22 @@ public struct RoundEngine: Sendable {
             let empty = losses(carryOn)
             var buffer = [Float]()
             let seed = UInt64(baseHash.prefix(16), radix: 16) ?? 0
+            // A linear model's logits are linear in its parameters, and a rule
+            // that trims nothing from a coalition this small is its mean: the
+            // coalition's losses come from the mean of its members' logits,
+            // computed once per member (docs/credits.md, "Cost").
+            func isMean(_ size: Int) -> Bool {
+                switch rule {
+                case .mean: true
+                case .trimmedMean(let beta): AggregationRule.trimCount(beta: beta, n: size) == 0
+                default: false
+                }
+            }
+            let memberLogits = evaluator.isLinear ? players.map { evaluator.logits(ordered[$0].1) } : []
             let values = ContributionScorer.shapley(players: players.count, dimensions: classes.count, seed: seed) { coalition in
+                if !memberLogits.isEmpty && isMean(coalition.count) {
+                    return zip(empty, evaluator.losses(meanOfLogits: coalition.map { memberLogits[$0] }).map { $0.isFinite ? $0 : 1e3 }).map { $0 - $1 }
+                }
                 let inputs = coalition.map { ordered[players[$0]].1 }
                 guard (try? Aggregator.aggregate(inputs, rule: rule, center: center, reference: base.parameters, countTrimmed: false, into: &buffer)) != nil else {
                     return classes.map { _ in 0 }

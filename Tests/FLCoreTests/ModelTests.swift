@@ -159,3 +159,24 @@ struct ParameterHashTests {
         }
     }
 }
+
+extension ClassLossEvaluatorTests {
+    /// A linear model: the losses of the mean of several parameter vectors, from their logits, match those of the mean vector.
+    @Test func theMeanOfLinearModelsFromTheirLogits() {
+        var rng = SeededGenerator(seed: 3)
+        let rows = 41, inputs = 11, classes = 4
+        let features = (0..<(rows * inputs)).map { _ in Float(rng.nextUnitDouble() * 4 - 2) }
+        let data = Dataset(featureNames: (0..<inputs).map { "f\($0)" }, labelName: "label", classNames: (0..<classes).map(String.init),
+                           features: features, labels: (0..<rows).map { $0 % classes })
+        let spec = ModelSpec(kind: .logreg, inputs: inputs, classes: classes, hidden: [])
+        var evaluator = ClassLossEvaluator(network: Network(spec: spec, seed: 1), data: data, classes: [0, 1, 3])
+        #expect(evaluator.isLinear)
+        let members = (1...3).map { Network(spec: spec, seed: UInt64($0)).parameters }
+        let mean = (0..<members[0].count).map { j in members.map { $0[j] }.reduce(0, +) / 3 }
+        let direct = evaluator.losses(mean)
+        let viaLogits = evaluator.losses(meanOfLogits: members.map { evaluator.logits($0) })
+        for (a, b) in zip(direct, viaLogits) { #expect(abs(a - b) <= 1e-5 * max(1, abs(a)), "\(direct) vs \(viaLogits)") }
+        let mlp = ClassLossEvaluator(network: Network(spec: ModelSpec(kind: .mlp, inputs: inputs, classes: classes, hidden: [5]), seed: 1), data: data, classes: [0])
+        #expect(!mlp.isLinear)
+    }
+}

@@ -63,6 +63,52 @@ public struct ClassLossEvaluator: Sendable {
         return zip(sums, counts).map { $1 == 0 ? 0 : $0 / Double($1) }
     }
 
+    /// Whether the model is linear in its parameters up to the softmax
+    /// (logistic regression), so that the logits of a mean of parameter
+    /// vectors are the mean of their logits.
+    public var isLinear: Bool { network.layers.count == 1 }
+
+    /// The logits (before the softmax) of a linear model on every row, rows × classes.
+    public func logits(_ parameters: [Float]) -> [Float] {
+        precondition(isLinear && parameters.count == network.parameters.count, "logits are for a linear model's parameter vector")
+        let layer = network.layers[0], rows = self.rows
+        var out = [Float](repeating: 0, count: rows * layer.outputs)
+        parameters.withUnsafeBufferPointer { p in
+            features.withUnsafeBufferPointer { x in
+                out.withUnsafeMutableBufferPointer { o in
+                    for r in 0..<rows {
+                        Self.layerRow(p.baseAddress!, layer, x.baseAddress! + r * layer.inputs, o.baseAddress! + r * layer.outputs, relu: false)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// The class losses of the mean of linear models given by their `logits`
+    /// (as `logits(_:)` returns): the same value as `losses` of the mean
+    /// parameter vector in exact arithmetic, within float rounding here.
+    public mutating func losses(meanOfLogits members: [[Float]]) -> [Double] {
+        precondition(isLinear && !members.isEmpty, "the mean of at least one linear model")
+        let k = network.spec.classes, n = rows * k
+        let scale = 1 / Float(members.count)
+        activations[0].withUnsafeMutableBufferPointer { z in
+            members[0].withUnsafeBufferPointer { first in z.baseAddress!.update(from: first.baseAddress!, count: n) }
+            for m in members.dropFirst() {
+                m.withUnsafeBufferPointer { v in VectorMath.axpy(1, v, z) }
+            }
+            VectorMath.scale(z, by: scale)
+            for r in 0..<rows { Network.softmaxInPlace(z.baseAddress! + r * k, count: k) }
+        }
+        var sums = [Double](repeating: 0, count: classes.count)
+        activations[0].withUnsafeBufferPointer { prob in
+            for (row, y) in labels.enumerated() where slot[y] >= 0 {
+                sums[slot[y]] += ClassificationMetrics.negativeLogLikelihood(prob[row * k + y])
+            }
+        }
+        return zip(sums, counts).map { $1 == 0 ? 0 : $0 / Double($1) }
+    }
+
     /// One row through one dense layer: out[o] = w[o]·x + b[o] (ReLU unless last).
     @inline(__always)
     private static func layerRow(_ p: UnsafePointer<Float>, _ layer: Network.Layer, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, relu: Bool) {
