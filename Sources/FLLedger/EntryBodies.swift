@@ -59,7 +59,7 @@ public enum EntryBody {
     }
 
     /// How the scores of an aggregate entry were computed (docs/credits.md).
-    public struct Scoring: Sendable, Equatable {
+    public struct Scoring: Codable, Sendable, Equatable {
         public var rule: String
         /// The permutation seed, 16 hex digits (from the round's base model hash).
         public var seed: String
@@ -85,7 +85,7 @@ public enum EntryBody {
 
     /// The credits of an earlier round as this peer derived them from the
     /// aggregate entries of `assessors` (re-derived by `ledger-tool report --verify`).
-    public struct RecordedCredits: Sendable, Equatable {
+    public struct RecordedCredits: Codable, Sendable, Equatable {
         public var round: UInt64
         public var assessors: [String]
         public var values: [String: Double]
@@ -105,9 +105,8 @@ public enum EntryBody {
             included: included.map { .init(author: $0.author, updateHash: $0.updateHash, trimmed: $0.trimmed) },
             late: late.isEmpty ? nil : late.map { .init(author: $0.author, round: $0.round, updateHash: $0.updateHash) },
             screened: screened.isEmpty ? nil : screened.map { .init(author: $0.author, updateHash: $0.updateHash, validationLoss: finite($0.validationLoss)) },
-            scoring: scoring.map { .init(rule: $0.rule, seed: $0.seed, exact: $0.exact, permutations: $0.permutations, evaluations: $0.evaluations,
-                                         gated: $0.gated, classes: $0.classes, seconds: finite($0.seconds)) },
-            credits: credits.map { .init(round: $0.round, assessors: $0.assessors, values: $0.values.mapValues(finite)) }))
+            scoring: scoring.map { s in var s = s; s.seconds = finite(s.seconds); return s },
+            credits: credits.map { c in var c = c; c.values = c.values.mapValues(finite); return c }))
     }
 
     public static func checkpoint(heads: [(author: String, seq: UInt64, hash: [UInt8])]) -> [UInt8] {

@@ -68,23 +68,6 @@ extension EntryBody {
             enum CodingKeys: String, CodingKey { case author, updateHash = "update_hash", validationLoss = "validation_loss" }
         }
 
-        public struct ScoringRecord: Codable, Sendable, Equatable {
-            public var rule: String
-            public var seed: String
-            public var exact: Bool
-            public var permutations: Int
-            public var evaluations: Int
-            public var gated: [String: String]
-            public var classes: [String]
-            public var seconds: Double
-        }
-
-        public struct CreditsRecord: Codable, Sendable, Equatable {
-            public var round: UInt64
-            public var assessors: [String]
-            public var values: [String: Double]
-        }
-
         public var round: UInt64
         public var rule: String
         public var parameters: [String: Double]
@@ -93,8 +76,8 @@ extension EntryBody {
         public var included: [Member]
         public var late: [LateUpdate]?
         public var screened: [ScreenedUpdate]?
-        public var scoring: ScoringRecord?
-        public var credits: CreditsRecord?
+        public var scoring: Scoring?
+        public var credits: RecordedCredits?
 
         enum CodingKeys: String, CodingKey {
             case round, rule, parameters, scores, included, late, screened, scoring, credits
