@@ -177,6 +177,14 @@ public final class LedgerStore: Sendable {
         }
     }
 
+    /// How many entries of `kind` for `round` are stored (a cheap check before reading them).
+    public func count(kind: EntryKind, round: UInt64) throws -> Int {
+        try pool.unsafeReentrantRead { db in
+            try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM entries WHERE kind = ? AND round = ?"),
+                             arguments: [Int64(kind.rawValue), Int64(round)]) ?? 0
+        }
+    }
+
     /// Every entry, by author then seq.
     public func allEntries() throws -> [LedgerEntry] {
         try pool.read { db in try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries ORDER BY author, seq", arguments: []) }

@@ -23,6 +23,7 @@ extension RoundEngine.Session {
         var positions: [String: ChainHead] = [:]
         var entries: [String: (entry: LedgerEntry, updateHash: String, blob: ContentHash)] = [:]
         var echoed = false
+        var read = -1  // update entries of the round stored at the last read
         defer { changes.cancelAlarm() }
         while true {
             try Task.checkCancellation()
@@ -30,7 +31,10 @@ extension RoundEngine.Session {
             var action = machine.tick(now: clock.now)
             let flagged = Set(try store.flaggedAuthors(caCertificate: ca))
             if flagged != machine.flagged { action = machine.flagged(flagged, now: clock.now) }
-            for entry in try store.entries(kind: .update, round: round) where entries[entry.header.author] == nil && members.contains(entry.header.author) {
+            let stored = try store.count(kind: .update, round: round)
+            let fresh = stored == read ? [] : try store.entries(kind: .update, round: round)
+            read = stored
+            for entry in fresh where entries[entry.header.author] == nil && members.contains(entry.header.author) {
                 guard let body = EntryBody.decode(EntryBody.Update.self, from: entry.body),
                       let blob = body.blob.flatMap(unhex).flatMap(ContentHash.init) else { continue }
                 entries[entry.header.author] = (entry, body.updateHash, blob)

@@ -230,6 +230,8 @@ public struct RoundEngine: Sendable {
             var previousBase: [Float]?  // the model the previous round started from (replay gate, replay attack)
             var history = ModelHistory()  // recent starting models by hash, and last round's update vectors (gates)
             let cpuAtFirstRound = processCPUSeconds()
+            // A round's aggregate and checkpoint (with the model as local state), not yet stored.
+            var pending: (entries: [LedgerStore.PendingEntry], state: [String: [UInt8]])?
             var cpuAtLastRound = cpuAtFirstRound
             for r in firstRound..<(plan.rounds + 1) {
                 try Task.checkCancellation()
@@ -254,6 +256,11 @@ public struct RoundEngine: Sendable {
                                                      members: members.count, attackers: max(1, plan.maxByzantine), rng: &rng)
                 }
                 let bytes = Safetensors.encode(local.parameterSet)
+                if attack == .equivocate, let p = pending {
+                    // The second update must name the position the honest one will take.
+                    try store.append(author: config.id, key: key, p.entries, state: p.state)
+                    pending = nil
+                }
                 if attack == .equivocate {
                     try await equivocate(round: UInt64(r), honest: local, base: model, baseHash: baseHash, samples: train.rows)
                 }
@@ -261,8 +268,12 @@ public struct RoundEngine: Sendable {
                 // only once every member's commitment for the round is here
                 // (or the deadline passed with the quorum), so nobody can shape
                 // its update on others'. Updates committed later are late.
+                // The previous round's aggregate and checkpoint go into the same
+                // durable transaction as this update (one disk sync per round).
                 try await publish(round: UInt64(r), bytes: bytes, updateHash: local.parameterSet.sha256Hex(), baseHash: baseHash, samples: train.rows,
-                                  codec: RoundEngine.modelCodec, metrics: ["train_loss": Double(summary.epochLosses.last ?? 0)], reveal: false)
+                                  codec: RoundEngine.modelCodec, metrics: ["train_loss": Double(summary.epochLosses.last ?? 0)], reveal: false,
+                                  after: pending)
+                pending = nil
                 var published = clock.now
                 let updates: [(Accepted, [Float])] = try await exchange(round: UInt64(r), commitFirst: true, reveal: { [node] in
                     try await node.publish(bytes, round: UInt64(r), kind: .update)
@@ -364,13 +375,12 @@ public struct RoundEngine: Sendable {
                 // The model is kept in the ledger file's local state in the same
                 // transaction (no file per round); model.safetensors is written at the end.
                 let modelBytes = Safetensors.encode(model.parameterSet, metadata: metadata.merging(["round": "\(r)"]) { $1 })
+                // Signed and stored with the next round's update (or at the end).
                 let drafted = clock.now
-                try store.append(author: config.id, key: key, [
+                pending = ([
                     (.aggregate, UInt64(r), { _ in aggregate }),
                     (.checkpoint, UInt64(r), { heads in EntryBody.checkpoint(heads: try heads().map { (author: $0.key, seq: $0.value.seq, hash: $0.value.hash) }) }),
-                ], state: ["model": modelBytes])
-                let appended = clock.now
-                await node.ledgerChanged()
+                ], ["model": modelBytes])
                 if r == plan.rounds { try Data(modelBytes).write(to: URL(fileURLWithPath: modelPath), options: .atomic) }
 
                 let metrics = model.evaluate(on: validationStd)
@@ -386,8 +396,12 @@ public struct RoundEngine: Sendable {
                     "round": "\(r)", "heard": "\(report.heard.joined(separator: ","))", "result": "\(resultHash.prefix(12))", "accuracy": "\(metrics.accuracy)",
                     "train_publish": "\(start.duration(to: published))", "collect": "\(published.duration(to: collected))", "record": "\(collected.duration(to: clock.now))",
                     "screen_aggregate": "\(collected.duration(to: scoringStart))", "score": "\(scoringStart.duration(to: scored))", "credits": "\(scored.duration(to: credited))",
-                    "late_draft": "\(credited.duration(to: drafted))", "append": "\(drafted.duration(to: appended))", "push_evaluate": "\(appended.duration(to: clock.now))",
+                    "late_draft": "\(credited.duration(to: drafted))", "evaluate": "\(drafted.duration(to: clock.now))",
                 ])
+            }
+            if let p = pending {
+                try store.append(author: config.id, key: key, p.entries, state: p.state)
+                await node.ledgerChanged()
             }
             cpuAtLastRound = processCPUSeconds()
             try await linger(round: UInt64(plan.rounds))
@@ -447,16 +461,18 @@ public struct RoundEngine: Sendable {
 
         /// Signs this peer's update for `round` into its chain (once: a
         /// restarted peer reuses the entry it already signed) and announces the bytes.
+        /// `after`: entries (and local state) to store first, in the same transaction.
         func publish(round: UInt64, bytes: [UInt8], updateHash: String, baseHash: String, samples: Int, codec: String, metrics: [String: Double],
-                     reveal: Bool = true) async throws {
+                     reveal: Bool = true, after earlier: (entries: [LedgerStore.PendingEntry], state: [String: [UInt8]])? = nil) async throws {
             let blob = hex(SHA256.hash(data: bytes))
             if let existing = try store.entries(kind: .update, round: round).first(where: { $0.header.author == config.id }) {
                 guard EntryBody.decode(EntryBody.Update.self, from: existing.body)?.updateHash == updateHash else {
                     throw RoundError("this peer already signed a different update for round \(round) in \(store.path); start from an empty state directory")
                 }
+                if let earlier { try store.append(author: config.id, key: key, earlier.entries, state: earlier.state) }
             } else {
-                try store.append(author: config.id, kind: .update, round: round, body: EntryBody.update(
-                    round: round, baseHash: baseHash, updateHash: updateHash, samples: samples, codec: codec, metrics: metrics, blob: blob), key: key)
+                let body = EntryBody.update(round: round, baseHash: baseHash, updateHash: updateHash, samples: samples, codec: codec, metrics: metrics, blob: blob)
+                try store.append(author: config.id, key: key, (earlier?.entries ?? []) + [(.update, round, { _ in body })], state: earlier?.state ?? [:])
             }
             logger.debug("signed", metadata: ["round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
             await node.ledgerChanged()
@@ -610,17 +626,21 @@ struct ModelHistory {
     /// hash; else (not recomputable) this peer's own.
     mutating func bases(of authors: [String], round: UInt64, store: LedgerStore, rule: AggregationRule, like net: Network,
                         mine: (id: String, base: [Float], change: [Float]?)) throws -> [(base: [Float], change: [Float]?, previousSteps: [[Float]])] {
-        let updates = try store.entries(kind: .update, round: round)
-        let previousUpdates = round > 1 ? try store.entries(kind: .update, round: round - 1) : []
-        let aggregates = round > 1 ? try store.entries(kind: .aggregate, round: round - 1) : []
-        func baseHash(_ entries: [LedgerEntry], _ author: String) -> String? {
-            entries.first { $0.header.author == author }.flatMap { EntryBody.decode(EntryBody.Update.self, from: $0.body)?.baseHash }
+        // Each body is decoded once: an author's first entry of the kind and round.
+        func bodies<T: Decodable>(_ entries: [LedgerEntry], as type: T.Type) -> [String: T] {
+            var out: [String: T] = [:]
+            for e in entries where out[e.header.author] == nil {
+                if let body = EntryBody.decode(T.self, from: e.body) { out[e.header.author] = body }
+            }
+            return out
         }
+        let updates = bodies(try store.entries(kind: .update, round: round), as: EntryBody.Update.self)
+        let previousUpdates = round > 1 ? bodies(try store.entries(kind: .update, round: round - 1), as: EntryBody.Update.self) : [:]
+        let aggregates = round > 1 ? bodies(try store.entries(kind: .aggregate, round: round - 1), as: AggregateRefs.self) : [:]
         // The steps an author received last round, from its starting model then: what it aggregated (its aggregate entry names them).
         func received(_ author: String) -> [[Float]] {
-            guard let previousBase = baseHash(previousUpdates, author).flatMap({ models[$0]?.values }),
-                  let entry = aggregates.first(where: { $0.header.author == author }),
-                  let included = EntryBody.decode(EntryBody.Aggregate.self, from: entry.body)?.included else { return [] }
+            guard let previousBase = previousUpdates[author].flatMap({ models[$0.baseHash]?.values }),
+                  let included = aggregates[author]?.included else { return [] }
             let others = included.filter { $0.author != author }.map(\.updateHash)
             let vectors = others.compactMap { lastUpdates[$0] }
             guard vectors.count == others.count else { return [] }
@@ -628,18 +648,24 @@ struct ModelHistory {
         }
         return authors.map { author in
             if author == mine.id { return (mine.base, mine.change, []) }
-            guard let hash = baseHash(updates, author), let base = model(hash, author: author, aggregates: aggregates, rule: rule, like: net, round: round) else {
+            guard let hash = updates[author]?.baseHash, let base = model(hash, author: author, aggregate: aggregates[author], rule: rule, like: net, round: round) else {
                 return (mine.base, mine.change, [])
             }
-            let change = baseHash(previousUpdates, author).flatMap { models[$0]?.values }.map { zip(base, $0).map { $0 - $1 } }
+            let change = previousUpdates[author].flatMap { models[$0.baseHash]?.values }.map { zip(base, $0).map { $0 - $1 } }
             return (base, change, received(author))
         }
     }
 
-    private mutating func model(_ hash: String, author: String, aggregates: [LedgerEntry], rule: AggregationRule, like net: Network, round: UInt64) -> [Float]? {
+    /// What the gates need of an aggregate entry (the rest is not decoded).
+    struct AggregateRefs: Decodable {
+        let resultHash: String
+        let included: [EntryBody.Aggregate.Member]
+        enum CodingKeys: String, CodingKey { case included, resultHash = "result_hash" }
+    }
+
+    private mutating func model(_ hash: String, author: String, aggregate: AggregateRefs?, rule: AggregationRule, like net: Network, round: UInt64) -> [Float]? {
         if let known = models[hash] { return known.values }
-        guard let entry = aggregates.first(where: { $0.header.author == author }),
-              let body = EntryBody.decode(EntryBody.Aggregate.self, from: entry.body), body.resultHash == hash else { return nil }
+        guard let body = aggregate, body.resultHash == hash else { return nil }
         let included = body.included
         let names = included.map(\.updateHash)
         let vectors = names.compactMap { lastUpdates[$0] }
