@@ -21,7 +21,7 @@ extension RoundEngine.Session {
             skipUnreachable: round > 0, deadline: .milliseconds(Int64((wait * 1000).rounded())), confirmLimit: RoundEngine.echoWait), now: clock.now)
         var values: [String: (RoundEngine.Accepted, T)] = [:]
         var positions: [String: ChainHead] = [:]
-        var entries: [String: (entry: LedgerEntry, updateHash: String, blob: ContentHash)] = [:]
+        var entries: [String: Commitment] = [:]
         var echoed = false
         var read = -1  // update entries of the round stored at the last read
         defer { changes.cancelAlarm() }
@@ -31,14 +31,8 @@ extension RoundEngine.Session {
             var action = machine.tick(now: clock.now)
             let flagged = Set(try store.flaggedAuthors(caCertificate: ca))
             if flagged != machine.flagged { action = machine.flagged(flagged, now: clock.now) }
-            let stored = try store.count(kind: .update, round: round)
-            let fresh = stored == read ? [] : try store.entries(kind: .update, round: round)
-            read = stored
-            for entry in fresh where entries[entry.header.author] == nil && members.contains(entry.header.author) {
-                guard let body = EntryBody.decode(EntryBody.Update.self, from: entry.body),
-                      let blob = body.blob.flatMap(unhex).flatMap(ContentHash.init) else { continue }
-                entries[entry.header.author] = (entry, body.updateHash, blob)
-                action = machine.committed(entry.header.author, now: clock.now)
+            for author in try readCommitments(round: round, into: &entries, read: &read) {
+                action = machine.committed(author, now: clock.now)
             }
             for (author, e) in entries where values[author] == nil && machine.collects(author) && !machine.refused.contains(author) && node.store.has(e.blob) {
                 let bytes = node.store.bytes(e.blob) ?? []
@@ -77,6 +71,25 @@ extension RoundEngine.Session {
                 throw RoundError(reason)
             }
         }
+    }
+
+    /// One member's signed update entry for the round, with what it commits to.
+    typealias Commitment = (entry: LedgerEntry, updateHash: String, blob: ContentHash)
+
+    /// Adds the round's update entries stored since the last read (`read`
+    /// counts them) to `entries`; returns their authors.
+    private func readCommitments(round: UInt64, into entries: inout [String: Commitment], read: inout Int) throws -> [String] {
+        let stored = try store.count(kind: .update, round: round)
+        guard stored != read else { return [] }
+        read = stored
+        var added: [String] = []
+        for entry in try store.entries(kind: .update, round: round) where entries[entry.header.author] == nil && members.contains(entry.header.author) {
+            guard let body = EntryBody.decode(EntryBody.Update.self, from: entry.body),
+                  let blob = body.blob.flatMap(unhex).flatMap(ContentHash.init) else { continue }
+            entries[entry.header.author] = (entry, body.updateHash, blob)
+            added.append(entry.header.author)
+        }
+        return added
     }
 
     private func log(_ notices: [RoundStateMachine<ContinuousClock.Instant>.Notice], round: UInt64) {

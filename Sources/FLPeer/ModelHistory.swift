@@ -1,0 +1,83 @@
+import FLCore
+import FLLedger
+
+/// Starting models of recent rounds by canonical hash, and the previous
+/// round's update vectors, so a peer can measure each update from its own
+/// author's starting model: peers that screen differently start a round
+/// from different models, and the gates (docs/credits.md) compare an update
+/// with the model its author received.
+struct ModelHistory {
+    private var models: [String: (round: UInt64, values: [Float])] = [:]
+    private var lastUpdates: [String: [Float]] = [:]
+
+    mutating func note(model values: [Float], hash: String, round: UInt64) {
+        models[hash] = (round, values)
+        models = models.filter { $0.value.round + 2 >= round }
+    }
+
+    /// Keeps this round's update vectors (by update hash) for the next round.
+    mutating func remember(updates: [(String, [Float])]) {
+        lastUpdates = Dictionary(updates, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// Each author's starting model for `round` and its previous change:
+    /// this peer's own when the author's update names the same base; else
+    /// the author's round − 1 aggregate, recomputed from the updates its
+    /// aggregate entry names (kept from last round) and checked against the
+    /// hash; else (not recomputable) this peer's own.
+    mutating func bases(of authors: [String], round: UInt64, store: LedgerStore, rule: AggregationRule, like net: Network,
+                        mine: (id: String, base: [Float], change: [Float]?)) throws -> [(base: [Float], change: [Float]?, previousSteps: [[Float]])] {
+        // Each body is decoded once: an author's first entry of the kind and round.
+        func bodies<T: Decodable>(_ entries: [LedgerEntry], as type: T.Type) -> [String: T] {
+            var out: [String: T] = [:]
+            for e in entries where out[e.header.author] == nil {
+                if let body = EntryBody.decode(T.self, from: e.body) { out[e.header.author] = body }
+            }
+            return out
+        }
+        let updates = bodies(try store.entries(kind: .update, round: round), as: EntryBody.Update.self)
+        let previousUpdates = round > 1 ? bodies(try store.entries(kind: .update, round: round - 1), as: EntryBody.Update.self) : [:]
+        let aggregates = round > 1 ? bodies(try store.entries(kind: .aggregate, round: round - 1), as: AggregateRefs.self) : [:]
+        // The steps an author received last round, from its starting model then: what it aggregated (its aggregate entry names them).
+        func received(_ author: String) -> [[Float]] {
+            guard let previousBase = previousUpdates[author].flatMap({ models[$0.baseHash]?.values }),
+                  let included = aggregates[author]?.included else { return [] }
+            let others = included.filter { $0.author != author }.map(\.updateHash)
+            let vectors = others.compactMap { lastUpdates[$0] }
+            guard vectors.count == others.count else { return [] }
+            return vectors.map { zip($0, previousBase).map { $0 - $1 } }
+        }
+        return authors.map { author in
+            if author == mine.id { return (mine.base, mine.change, []) }
+            guard let hash = updates[author]?.baseHash, let base = model(hash, author: author, aggregate: aggregates[author], rule: rule, like: net, round: round) else {
+                return (mine.base, mine.change, [])
+            }
+            let change = previousUpdates[author].flatMap { models[$0.baseHash]?.values }.map { zip(base, $0).map { $0 - $1 } }
+            return (base, change, received(author))
+        }
+    }
+
+    /// What the gates need of an aggregate entry (the rest is not decoded).
+    struct AggregateRefs: Decodable {
+        let resultHash: String
+        let included: [EntryBody.Aggregate.Member]
+        enum CodingKeys: String, CodingKey { case included, resultHash = "result_hash" }
+    }
+
+    private mutating func model(_ hash: String, author: String, aggregate: AggregateRefs?, rule: AggregationRule, like net: Network, round: UInt64) -> [Float]? {
+        if let known = models[hash] { return known.values }
+        guard let body = aggregate, body.resultHash == hash else { return nil }
+        let included = body.included
+        let names = included.map(\.updateHash)
+        let vectors = names.compactMap { lastUpdates[$0] }
+        guard !vectors.isEmpty, vectors.count == included.count else { return nil }
+        let own = included.firstIndex { $0.author == author }.map { vectors[$0] }
+        var rebuilt = net
+        var output = [Float]()
+        guard (try? Aggregator.aggregate(vectors, rule: rule, center: own, reference: own, countTrimmed: false, into: &output)) != nil else { return nil }
+        rebuilt.parameters = output
+        guard rebuilt.parameterSet.sha256Hex() == hash else { return nil }
+        models[hash] = (round - 1, output)
+        return output
+    }
+}

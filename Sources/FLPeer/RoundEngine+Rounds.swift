@@ -1,0 +1,209 @@
+import Crypto
+import FLCore
+import FLGossip
+import FLLedger
+import Foundation
+import Logging
+
+/// A round's aggregate and checkpoint (with the model as local state), signed
+/// and stored with the next round's update, or at the end of the run.
+typealias PendingRecord = (entries: [LedgerStore.PendingEntry], state: [String: [UInt8]])
+
+extension RoundEngine {
+    /// The data of one run, standardised with the statistics the members agreed on.
+    struct RunData {
+        let spec: ModelSpec
+        let classes: [String]
+        let scaler: Standardizer
+        /// Training rows (labels rewritten by a label attack).
+        let train: Dataset
+        let validation: Dataset
+        /// What this peer scores other members' updates on: all of its rows
+        /// (none of them went into another member's update), true labels.
+        let assessment: Dataset
+        let assessedClasses: [Int]
+        let modelPath: String
+        let metadata: [String: String]
+    }
+
+    /// What a run carries from one round to the next.
+    struct RunState {
+        var model: Network
+        /// The model the previous round started from (replay gate, replay attack).
+        var previousBase: [Float]?
+        /// Recent starting models by hash, and last round's update vectors (gates).
+        var history = ModelHistory()
+        /// Other members' deltas in the last round, for ALIE and IPM.
+        var observed: [[Float]] = []
+        /// Who went into each round's aggregate here.
+        var included: [UInt64: Set<String>] = [:]
+        var recordedLate = Set<String>()
+        var pending: PendingRecord?
+        var linksCut = false
+        var attackRNG: SeededGenerator
+        var output = [Float]()
+        var reports: [RoundReport] = []
+    }
+
+    /// This peer's step of one round, before any other member's update is seen.
+    struct LocalStep {
+        let local: Network
+        let baseHash: String
+        let baseParameters: [Float]
+        let previousChange: [Float]?
+        let trainLoss: Double
+        let bytes: [UInt8]
+    }
+}
+
+extension RoundEngine.Session {
+    typealias RunData = RoundEngine.RunData
+    typealias RunState = RoundEngine.RunState
+
+    mutating func train(train: Dataset, validation: Dataset, classes: [String]) async throws -> RunSummary {
+        let data = try await agreeOnStandardisation(train: train, validation: validation, classes: classes)
+        var state = RunState(model: Network(spec: data.spec, seed: UInt64(plan.seed)),
+                             attackRNG: SeededGenerator(seed: Self.seed(plan.seed, config.id, 0), stream: "attack"))
+        // A restarted peer resumes after the last round it recorded: its
+        // aggregate entry and the model it names were committed together.
+        let resumeAfter = try resumePoint(spec: data.spec)
+        if let (round, saved) = resumeAfter {
+            state.model = saved
+            engine.progress("resuming after round \(round) (model and ledger from \(config.stateDirectory))")
+            logger.notice("resuming", metadata: ["after-round": "\(round)"])
+        }
+        let firstRound = (resumeAfter?.0 ?? 0) + 1
+        if firstRound > plan.rounds {
+            try Data(Safetensors.encode(state.model.parameterSet, metadata: data.metadata)).write(to: URL(fileURLWithPath: data.modelPath), options: .atomic)
+        }
+        let cpuAtFirstRound = processCPUSeconds()
+        for r in firstRound..<(plan.rounds + 1) {
+            try Task.checkCancellation()
+            try await round(r, &state, data)
+        }
+        if let p = state.pending {
+            try store.append(author: config.id, key: key, p.entries, state: p.state)
+            await node.ledgerChanged()
+        }
+        let cpuAtLastRound = processCPUSeconds()
+        try await linger(round: UInt64(plan.rounds))
+        let summary = RunSummary(
+            id: config.id, rounds: state.reports, secondsPerRound: state.reports.map(\.seconds).reduce(0, +) / Double(max(1, state.reports.count)),
+            bytesIn: node.traffic.bytesIn, bytesOut: node.traffic.bytesOut, modelFile: data.modelPath, ledgerFile: store.path,
+            model: data.spec, classes: classes, standardizer: data.scaler, cpuSeconds: processCPUSeconds(), roundCPUSeconds: cpuAtLastRound - cpuAtFirstRound)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(summary).write(to: URL(fileURLWithPath: "\(config.stateDirectory)/summary.json"), options: .atomic)
+        return summary
+    }
+
+    /// Round 0: pooled feature statistics, so every member standardises alike.
+    func agreeOnStandardisation(train: Dataset, validation: Dataset, classes: [String]) async throws -> RunData {
+        let statsBytes = EntryBody.encode(Self.statsObject(FeatureStatistics(of: train)))
+        let statsHash = hex(SHA256.hash(data: statsBytes))
+        try await publish(round: 0, bytes: statsBytes, updateHash: statsHash, baseHash: "", samples: train.rows, codec: RoundEngine.statsCodec, metrics: [:])
+        let statsIn: [(RoundEngine.Accepted, FeatureStatistics)] = try await exchange(round: 0, commitFirst: false, reveal: {}) { bytes, hash in
+            guard hex(SHA256.hash(data: bytes)) == hash, let s = Self.stats(bytes), s.sums.count == train.featureCount else { return nil }
+            return s
+        }
+        guard let scaler = FeatureStatistics.pooled(statsIn.map(\.1)) else { throw RoundError("the members' feature statistics do not combine (different feature counts?)") }
+        logger.info("standardisation agreed", metadata: ["members": "\(statsIn.map(\.0.author).joined(separator: ","))"])
+        var trainStd = scaler.transform(train)
+        let validationStd = scaler.transform(validation)
+        // Copied before an attack rewrites the training labels.
+        var assessment = trainStd
+        assessment.features += validationStd.features
+        assessment.labels += validationStd.labels
+        if let attack = config.attack {
+            trainStd.labels = attack.trainingLabels(trainStd.labels, classes: classes.count)
+            logger.warning("this peer attacks the federation (robustness evaluation)", metadata: ["attack": "\(attack)"])
+        }
+        let spec = ModelSpec(kind: plan.model, inputs: train.featureCount, classes: classes.count, hidden: plan.model == .mlp ? plan.hidden : [])
+        return RunData(spec: spec, classes: classes, scaler: scaler, train: trainStd, validation: validationStd, assessment: assessment,
+                       assessedClasses: Array(Set(assessment.labels)).sorted(), modelPath: "\(config.stateDirectory)/model.safetensors",
+                       metadata: ["model": spec.kind.rawValue, "hidden": spec.hidden.map(String.init).joined(separator: ","), "classes": classes.joined(separator: ",")])
+    }
+
+    /// One round: local step, commit and exchange, screen, aggregate, score, record.
+    func round(_ r: Int, _ s: inout RunState, _ data: RunData) async throws {
+        let clock = ContinuousClock()
+        try await injectLinkCuts(before: r, &s)
+        let start = clock.now
+        let (in0, out0) = (node.traffic.bytesIn, node.traffic.bytesOut)
+        let step = try await localStep(r, &s, data)
+        var published = clock.now
+        // Commit, then reveal: the signed update hash first; the bytes only
+        // once every member's commitment for the round is here (or the
+        // deadline passed with the quorum), so nobody can shape its update
+        // on others'. Updates committed later are late. The previous round's
+        // aggregate and checkpoint go into the same durable transaction as
+        // this update (one disk sync per round).
+        try await publish(round: UInt64(r), bytes: step.bytes, updateHash: step.local.parameterSet.sha256Hex(), baseHash: step.baseHash, samples: data.train.rows,
+                          codec: RoundEngine.modelCodec, metrics: ["train_loss": step.trainLoss], reveal: false, after: s.pending)
+        s.pending = nil
+        let updates: [(RoundEngine.Accepted, [Float])] = try await exchange(round: UInt64(r), commitFirst: true, reveal: { [node] in
+            try await node.publish(step.bytes, round: UInt64(r), kind: .update)
+            published = clock.now
+        }) { bytes, hash in
+            guard let (params, _) = try? Safetensors.decode(bytes), params.sha256Hex() == hash,
+                  let net = try? Network(spec: data.spec, parameters: params), net.parameters.allSatisfy(\.isFinite) else { return nil }
+            return net.parameters
+        }
+        let collected = clock.now
+        let (ordered, screened, baseValidationLoss) = try screen(updates, round: r, model: s.model, baseParameters: step.baseParameters, data: data)
+        if config.attack != nil {
+            s.observed = ordered.filter { $0.0.author != config.id }.map { zip($0.1, s.model.parameters).map { $0 - $1 } }
+        }
+        let heard = try await record(r, ordered: ordered, updates: updates, screened: screened, baseValidationLoss: baseValidationLoss, step: step, &s, data)
+        let metrics = s.model.evaluate(on: data.validation)
+        let elapsed = start.duration(to: clock.now)
+        let report = RoundReport(
+            round: r, validationAccuracy: metrics.accuracy, validationLoss: metrics.logLoss, heard: ordered.map(\.0.author), screened: screened.map(\.author),
+            members: members.count, trimmed: heard.trimmed, parameters: s.output.count, bytesIn: node.traffic.bytesIn - in0, bytesOut: node.traffic.bytesOut - out0,
+            seconds: Self.seconds(elapsed), scoringSeconds: heard.scoringSeconds)
+        s.reports.append(report)
+        engine.progress(report.line)
+        logger.info("round done", metadata: [
+            "round": "\(r)", "heard": "\(report.heard.joined(separator: ","))", "result": "\(heard.resultHash.prefix(12))", "accuracy": "\(metrics.accuracy)",
+            "train_publish": "\(start.duration(to: published))", "collect": "\(published.duration(to: collected))", "record": "\(collected.duration(to: clock.now))",
+            "score": "\(heard.scoringSeconds)",
+        ])
+    }
+
+    /// The `cut_links` fault: this peer's links to the named members close before round `cut_after_round + 1`.
+    func injectLinkCuts(before r: Int, _ s: inout RunState) async throws {
+        guard !config.faults.cutLinks.isEmpty && !s.linksCut && r > config.faults.cutAfterRound else { return }
+        s.linksCut = true
+        logger.warning("injected fault: cutting links", metadata: ["before-round": "\(r)", "members": "\(config.faults.cutLinks.sorted().joined(separator: ","))"])
+        await node.cutLinks(to: config.faults.cutLinks)
+    }
+
+    /// Trains from the current model (and, for robustness experiments, attacks or stalls).
+    func localStep(_ r: Int, _ s: inout RunState, _ data: RunData) async throws -> RoundEngine.LocalStep {
+        let baseHash = s.model.parameterSet.sha256Hex()
+        var local = s.model
+        let baseParameters = s.model.parameters
+        let summary = Trainer.train(&local, on: data.train, config: plan.trainingConfig(seed: Self.seed(plan.seed, config.id, r)))
+        if config.faults.slowRounds.contains(r) {
+            logger.warning("injected fault: slow round", metadata: ["round": "\(r)", "seconds": "\(config.faults.slowSeconds)"])
+            try await Task.sleep(for: .seconds(config.faults.slowSeconds))
+        }
+        let previousChange = s.previousBase.map { zip(baseParameters, $0).map { $0 - $1 } }
+        if let attack = config.attack {
+            local.parameters = attack.update(local: local.parameters, base: s.model.parameters, observed: s.observed, previousChange: previousChange,
+                                             members: members.count, attackers: max(1, plan.maxByzantine), rng: &s.attackRNG)
+        }
+        if config.attack == .equivocate {
+            if let p = s.pending {
+                // The second update must name the position the honest one will take.
+                try store.append(author: config.id, key: key, p.entries, state: p.state)
+                s.pending = nil
+            }
+            try await equivocate(round: UInt64(r), honest: local, base: s.model, baseHash: baseHash, samples: data.train.rows)
+        }
+        return .init(local: local, baseHash: baseHash, baseParameters: baseParameters, previousChange: previousChange,
+                     trainLoss: Double(summary.epochLosses.last ?? 0), bytes: Safetensors.encode(local.parameterSet))
+    }
+
+    static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+}
