@@ -25,6 +25,8 @@ public final class LedgerStore: Sendable {
     private let headsCache = Mutex<[String: (seq: UInt64, hash: [UInt8])]?>(nil)
     /// The authors with fork evidence against them, for one CA, kept until a
     /// merge files a fork or an `evidence` entry is stored.
+    private let checkpointer: WALCheckpointer
+
     /// `generation` counts invalidations, so a derivation that raced one is not kept.
     private let flaggedCache = Mutex<(generation: Int, value: (ca: Certificate, authors: [String])?)>((0, nil))
 
@@ -34,8 +36,11 @@ public final class LedgerStore: Sendable {
         var config = Configuration()
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
+            // Checkpoints run in the background (`WALCheckpointer`), not inside an append.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
         }
         pool = try DatabasePool(path: path, configuration: config)
+        checkpointer = WALCheckpointer(path: path)
         try LedgerSchema.migrator.migrate(pool)
         try pool.write { db in
             let existing = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'consortium'")
@@ -153,6 +158,7 @@ public final class LedgerStore: Sendable {
             return out
         }
         noteStored(stored)
+        checkpointer.noteCommit()
         return stored
     }
 

@@ -131,6 +131,7 @@ extension RoundEngine.Session {
         let start = clock.now
         let (in0, out0) = (node.traffic.bytesIn, node.traffic.bytesOut)
         let step = try await localStep(r, &s, data)
+        let trained = clock.now
         var published = clock.now
         // Commit, then reveal: the signed update hash first; the bytes only
         // once every member's commitment for the round is here (or the
@@ -141,6 +142,7 @@ extension RoundEngine.Session {
         try await publish(round: UInt64(r), bytes: step.bytes, updateHash: step.local.parameterSet.sha256Hex(), baseHash: step.baseHash, samples: data.train.rows,
                           codec: RoundEngine.modelCodec, metrics: ["train_loss": step.trainLoss], reveal: false, after: s.pending)
         s.pending = nil
+        let signed = clock.now
         let updates: [(RoundEngine.Accepted, [Float])] = try await exchange(round: UInt64(r), commitFirst: true, reveal: { [node] in
             try await node.publish(step.bytes, round: UInt64(r), kind: .update)
             published = clock.now
@@ -165,7 +167,7 @@ extension RoundEngine.Session {
         engine.progress(report.line)
         logger.info("round done", metadata: [
             "round": "\(r)", "heard": "\(report.heard.joined(separator: ","))", "result": "\(heard.resultHash.prefix(12))", "accuracy": "\(metrics.accuracy)",
-            "train_publish": "\(start.duration(to: published))", "collect": "\(published.duration(to: collected))", "record": "\(collected.duration(to: clock.now))",
+            "train": "\(start.duration(to: trained))", "sign": "\(trained.duration(to: signed))", "commit_wait": "\(signed.duration(to: published))", "collect": "\(published.duration(to: collected))", "record": "\(collected.duration(to: clock.now))",
             "score": "\(heard.scoringSeconds)",
         ])
     }
