@@ -145,6 +145,7 @@ public struct RoundEngine: Sendable {
         let eventTask = Task {
             for await event in node.events {
                 switch event {
+                case .ledgerMerged(_, let stored) where stored == 0: break  // entries already held
                 case .blobReceived, .ledgerMerged, .positionsReported, .neighboursChanged, .connected, .disconnected: changes.bump()
                 case .rejected, .duplicate, .stale: break
                 }
