@@ -10,16 +10,11 @@
 # members); an empty COST_SIZES skips the cost part.
 # Prints a Markdown summary on standard output; progress on standard error.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_setup flpeer ledger-tool
 seeds="${1:-0 1 2}"
 weights="${2:-1,1.52,2.3,3.48,5.28,8,3,3,3,3}"
 sizes="${3-5 10 20}"
-echo "building flpeer and ledger-tool (release)…" >&2
-swift build -c release --product flpeer >&2
-swift build -c release --product ledger-tool >&2
-out="$(mktemp -d)"
-trap 'rm -rf "$out"' EXIT
 cp "$root/.build/release/flpeer" "$root/.build/release/ledger-tool" "$out/"
 
 if [[ "$weights" == *,* ]]; then size=(--size-weights "$weights"); else size=(--size-skew "$weights"); fi

@@ -7,17 +7,13 @@
 #                                      [ATTACKS ("sign-flip gaussian label-flip alie ipm free-rider equivocate")]
 # Prints Markdown tables (one per model and fraction) on standard output.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_setup flpeer
 models="${1:-logreg mlp}"
 fractions="${2:-1/5 2/10 3/10}"
 rules="${3:-mean trimmed-mean trimmed-mean:no-screen median clipping}"
 seeds="${4:-0 1 2}"
 attacks="${5:-sign-flip gaussian label-flip alie ipm free-rider equivocate}"
-echo "building flpeer (release)…" >&2
-swift build -c release --product flpeer >&2
-out="$(mktemp -d)"
-trap 'rm -rf "$out"' EXIT
 # A copy, so rebuilding while the matrix runs does not change the binary under it.
 cp "$root/.build/release/flpeer" "$out/flpeer"
 flpeer="$out/flpeer"

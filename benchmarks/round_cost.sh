@@ -8,15 +8,9 @@
 # members) and the worst ratio of a member's slowest round to its median.
 # Usage: bash benchmarks/round_cost.sh [SEEDS (default "0 1 2")] [COUNTS (default "5 10 20")] [TOPOLOGIES (default "full regular:4")]
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-seeds="${1:-0 1 2}"
-counts="${2:-5 10 20}"
-topologies="${3:-full regular:4}"
-echo "building flpeer (release)…" >&2
-swift build -c release --product flpeer >&2
-out="$(mktemp -d)"
-trap 'rm -rf "$out"' EXIT
+seeds="${1:-0 1 2}" counts="${2:-5 10 20}" topologies="${3:-full regular:4}"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_setup flpeer
 echo "| members | topology | s/round (median) | CPU s per member per round (median) | slowest / median round (worst member) | runs |"
 echo "| --- | --- | --- | --- | --- | --- |"
 for n in $counts; do

@@ -4,15 +4,11 @@
 # vs clipping. "none" declares the same 2 Byzantine members (same plan).
 # Usage: bash benchmarks/topology20.sh [SEEDS ("0")] [ATTACKS ("sign-flip")] [RULES ("trimmed-mean clipping")]
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_setup flpeer
 seeds="${1:-0}"
 attacks="${2:-sign-flip}"
 rules="${3:-trimmed-mean clipping}"
-echo "building flpeer (release)…" >&2
-swift build -c release --product flpeer >&2
-out="$(mktemp -d)"
-trap 'rm -rf "$out"' EXIT
 cp "$root/.build/release/flpeer" "$out/flpeer"
 for rule in $rules; do
   for attack in none $attacks; do
