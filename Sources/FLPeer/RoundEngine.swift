@@ -228,7 +228,7 @@ public struct RoundEngine: Sendable {
         /// restarted peer reuses the entry it already signed) and announces the bytes.
         /// `after`: entries (and local state) to store first, in the same transaction.
         func publish(round: UInt64, bytes: [UInt8], updateHash: String, baseHash: String, samples: Int, codec: String, metrics: [String: Double],
-                     reveal: Bool = true, after earlier: (entries: [LedgerStore.PendingEntry], state: [String: [UInt8]])? = nil) async throws {
+                     reveal: Bool = true, after earlier: PendingRecord? = nil) async throws {
             let blob = hex(SHA256.hash(data: bytes))
             if let existing = try store.entries(kind: .update, round: round).first(where: { $0.header.author == config.id }) {
                 guard EntryBody.decode(EntryBody.Update.self, from: existing.body)?.updateHash == updateHash else {
@@ -265,7 +265,8 @@ public struct RoundEngine: Sendable {
             var evaluator = ClassLossEvaluator(network: base, data: assessment, classes: classes)
             // A loss that is not a number (NaN parameters) counts as 1000, far above
             // any real one (probabilities are clipped at 1e-15, so at most 34.6).
-            func losses(_ parameters: [Float]) -> [Double] { evaluator.losses(parameters).map { $0.isFinite ? $0 : 1e3 } }
+            func finite(_ losses: [Double]) -> [Double] { losses.map { $0.isFinite ? $0 : 1e3 } }
+            func losses(_ parameters: [Float]) -> [Double] { finite(evaluator.losses(parameters)) }
             // The empty coalition: carrying on in the last round's direction
             // (the base plus the previous change), what the federation gets
             // without anyone's new work; round 1: the base.
@@ -276,7 +277,7 @@ public struct RoundEngine: Sendable {
             // A linear model's logits are linear in its parameters, and a rule
             // that trims nothing from a coalition this small is its mean: the
             // coalition's losses come from the mean of its members' logits,
-            // computed once per member (docs/credits.md, "Cost").
+            // computed once per member (docs/credits.md, "Shapley values").
             func isMean(_ size: Int) -> Bool {
                 switch rule {
                 case .mean: true
@@ -287,7 +288,7 @@ public struct RoundEngine: Sendable {
             let memberLogits = evaluator.isLinear ? players.map { evaluator.logits(ordered[$0].1) } : []
             let values = ContributionScorer.shapley(players: players.count, dimensions: classes.count, seed: seed) { coalition in
                 if !memberLogits.isEmpty && isMean(coalition.count) {
-                    return zip(empty, evaluator.losses(meanOfLogits: coalition.map { memberLogits[$0] }).map { $0.isFinite ? $0 : 1e3 }).map { $0 - $1 }
+                    return zip(empty, finite(evaluator.losses(meanOfLogits: coalition.map { memberLogits[$0] }))).map { $0 - $1 }
                 }
                 let inputs = coalition.map { ordered[players[$0]].1 }
                 guard (try? Aggregator.aggregate(inputs, rule: rule, center: center, reference: base.parameters, countTrimmed: false, into: &buffer)) != nil else {
