@@ -1,6 +1,7 @@
 import FLIdentity
 import FLWire
 import Foundation
+import NIOPosix
 
 /// Where to reach another member.
 public struct PeerAddress: Sendable, Hashable {
@@ -45,6 +46,8 @@ public struct GossipConfig: Sendable {
     /// For evaluating misbehaviour only: the id to claim in the hello instead
     /// of the certificate's.
     var claimedInstitution: String?
+    /// Where ledger reads and merges and large blobs' file I/O run (never the event loop).
+    public var threadPool: NIOThreadPool = .singleton
     /// Current time for certificate validation (injected in tests).
     public var clock: @Sendable () -> Date = { Date() }
 

@@ -83,9 +83,9 @@ public struct PeerTLS: Sendable {
                 return
             }
             let time = clock()
-            // Off the cooperative pool: CPU-bound work there (training, a busy
-            // test run) must not hold a handshake past the peer's patience.
-            Task(executorPreference: VerificationExecutor.shared) {
+            // Off the event loop, on Swift's cooperative pool (which peers keep
+            // free: training and scoring run on a thread pool).
+            Task {
                 let result = await trust.evaluate(derChain: ders, at: time)
                 verdict.set(result)
                 switch result {
@@ -94,20 +94,6 @@ public struct PeerTLS: Sendable {
                 }
             }
         }
-    }
-}
-
-/// Runs certificate verification on its own concurrent dispatch queue (whose
-/// threads are not the cooperative pool's, one per core), so handshakes
-/// complete while the pool is busy.
-final class VerificationExecutor: TaskExecutor, @unchecked Sendable {
-    static let shared = VerificationExecutor()
-    private let queue = DispatchQueue(label: "flpeer.certificate-verification", attributes: .concurrent)
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        let executor = asUnownedTaskExecutor()
-        queue.async { job.runSynchronously(on: executor) }
     }
 }
 

@@ -36,14 +36,31 @@ public struct LedgerSync: LedgerReplica {
         try store.entryHash(author: author, seq: seq).flatMap(ContentHash.init)
     }
 
-    public func merge(_ entries: [WireEntry]) throws -> Int {
-        var parsed: [LedgerEntry] = []
+    public func merge(_ entries: [WireEntry]) throws -> MergeOutcome {
+        var parsed: [(LedgerEntry, WireEntry)] = []
         for e in entries {
             guard let entry = try? LedgerEntry(headerBytes: e.header, body: e.body, hash: e.hash, signature: e.signature) else { continue }
-            parsed.append(entry)
+            parsed.append((entry, e))
         }
-        let report = try store.merge(parsed, caCertificate: caCertificate)
-        return report.stored + (try recordEvidence(report.forkProofs))
+        let report = try store.merge(parsed.map(\.0), caCertificate: caCertificate)
+        let stored = report.stored + (try recordEvidence(report.forkProofs))
+        return MergeOutcome(stored: stored, held: try Self.held(parsed, heads: store.heads()))
+    }
+
+    /// The received entries on this replica's chains: for each author, the
+    /// run of entries that ends at its head, each naming the previous one's hash.
+    static func held(_ received: [(LedgerEntry, WireEntry)], heads: [String: (seq: UInt64, hash: [UInt8])]) -> [WireEntry] {
+        var out: [WireEntry] = []
+        for (author, list) in Dictionary(grouping: received, by: { $0.0.header.author }) {
+            guard var expected = heads[author] else { continue }
+            let bySeq = Dictionary(list.map { ($0.0.header.seq, $0) }, uniquingKeysWith: { a, _ in a })
+            while let (entry, wire) = bySeq[expected.seq], entry.hash == expected.hash {
+                out.append(wire)
+                guard expected.seq > 0 else { break }
+                expected = (expected.seq - 1, entry.header.prev)
+            }
+        }
+        return out
     }
 
     /// Appends one `evidence` entry per fork not yet recorded by this peer; returns how many.

@@ -210,15 +210,10 @@ struct TransportTests {
         #expect(got != nil)
     }
 
-    @Test func backoffIsCappedExponentialWithJitter() async throws {
-        let consortium = try TestConsortium(members: ["alice"])
-        defer { try? FileManager.default.removeItem(atPath: consortium.root) }
-        var config = consortium.config(try consortium.tls("alice"))
-        config.backoffBase = .milliseconds(100)
-        config.backoffCap = .seconds(2)
-        let node = try GossipNode(config: config, group: group, logger: LogRecorder().logger("x"))
+    @Test func backoffIsCappedExponentialWithJitter() {
+        var registry = ConnectionRegistry(seed: 7)
         var delays: [Duration] = []
-        for attempt in 0..<10 { delays.append(await node.backoff(attempt)) }
+        for attempt in 0..<10 { delays.append(registry.backoff(attempt, base: .milliseconds(100), cap: .seconds(2))) }
         for (attempt, d) in delays.enumerated() {
             let nominal = min(Duration.milliseconds(100) * (1 << attempt), .seconds(2))
             #expect(d >= nominal * 0.5 && d < nominal)

@@ -1,0 +1,159 @@
+import FLWire
+import Foundation
+import Logging
+import NIOCore
+
+/// Carrying out what the state machines decided: sends on the loop; ledger
+/// reads and merges, and large blobs' file I/O, on the thread pool.
+extension GossipNode {
+    func perform(_ actions: [ChainReplication.Action]) {
+        for action in actions {
+            switch action {
+            case .send(let to, let messages):
+                send(messages, to: to)
+            case .serve(let author, let after, let to):
+                Task { await serveFromLedger(author: author, after: after, to: to) }
+            case .lookUp(let author, let seq, let theirs, let from):
+                Task { await lookUp(author: author, seq: seq, theirs: theirs, from: from) }
+            case .positionsReported(let member):
+                eventSink.yield(.positionsReported(by: member))
+            case .repair(let member, let chains):
+                logger.warning("anti-entropy repair: a neighbour still lacks entries this node held a tick ago; sending heads", metadata: [
+                    "member": "\(member)", "chains": "\(chains.joined(separator: ","))"])
+            case .conflict(let author, let seq, let from):
+                logger.warning("a neighbour holds a different entry at this chain position; pulling it", metadata: [
+                    "author": "\(author)", "seq": "\(seq)", "from": "\(from)"])
+            }
+        }
+    }
+
+    func perform(_ actions: [BlobExchange.Action]) {
+        for action in actions {
+            switch action {
+            case .send(let to, let messages):
+                send(messages, to: to)
+            case .stream(let hash, let size, let to):
+                guard let c = registry.connections[to] else { continue }
+                Task { await stream(hash, size: size, to: c) }
+            case .pullIfStalled(let hash, let source):
+                Task {
+                    try? await Task.sleep(for: .seconds(1))
+                    perform(blobs.stalled(hash, from: source, links: registry.links))
+                }
+            case .event(let event):
+                if case .stale(let a, let from) = event {
+                    logger.debug("announcement for a closed round dropped", metadata: ["author": "\(a.author)", "round": "\(a.round)", "from": "\(from)"])
+                }
+                eventSink.yield(event)
+            }
+        }
+    }
+
+    // MARK: - Ledger work
+
+    /// Entries a neighbour sent: it holds them; they wait for the one merge in progress.
+    func receive(_ entries: [WireEntry], from member: String) {
+        guard config.ledger != nil, !entries.isEmpty else { return }
+        perform(replication.record(ChainReplication.positions(entries), from: member))
+        merges.append((entries, member))
+        guard !merging else { return }
+        merging = true
+        Task { await drainMerges() }
+    }
+
+    /// Merges what arrived, oldest first; batches that queued up behind a
+    /// merge go into the next one together (one transaction).
+    private func drainMerges() async {
+        guard let ledger = config.ledger else { return }
+        while !merges.isEmpty {
+            let batch = merges
+            merges = []
+            let me = config.institution, ownBefore = replication.mine[me]?.seq
+            do {
+                let all = batch.flatMap(\.entries)
+                let (outcome, heads) = try await offLoop { (try ledger.merge(all), try ledger.heads()) }
+                replication.setHeads(heads)
+                replication.hold(outcome.held)
+                for (entries, from) in batch {
+                    eventSink.yield(.ledgerMerged(from: from, stored: outcome.stored))
+                    perform(replication.merged(entries, stored: outcome.stored, from: from, links: registry.links, now: .now))
+                }
+                // The merge signed evidence into this node's own chain: push it now.
+                if replication.mine[me]?.seq != ownBefore { await ledgerChanged() }
+            } catch {
+                logger.warning("ledger merge failed", metadata: ["from": "\(batch.map(\.from).joined(separator: ","))", "error": "\(error)"])
+            }
+        }
+        merging = false
+    }
+
+    /// Answers a pull the kept entries do not cover, from the ledger.
+    private func serveFromLedger(author: String, after: UInt64?, to member: String) async {
+        guard let ledger = config.ledger else { return }
+        do {
+            let entries = try await offLoop { try ledger.entries(author: author, after: after, limit: ChainReplication.batch) }
+            var batch: [WireEntry] = []
+            var bytes = 0
+            for e in entries {
+                bytes += e.header.count + e.body.count + 104
+                if bytes > WireProtocol.maximumFrameSize - 4096 { break }
+                batch.append(e)
+            }
+            if !batch.isEmpty { send([.ledgerEntries(batch)], to: member) }
+        } catch {
+            logger.error("cannot read ledger entries", metadata: ["author": "\(author)", "error": "\(error)"])
+        }
+    }
+
+    /// Compares a neighbour's entry at a position below this node's head with the one held.
+    private func lookUp(author: String, seq: UInt64, theirs: ContentHash, from member: String) async {
+        guard let ledger = config.ledger, let ours = try? await offLoop({ try ledger.entryHash(author: author, seq: seq) }), ours != theirs else { return }
+        perform(replication.conflictFound(ChainHead(author: author, seq: seq, hash: theirs), from: member))
+    }
+
+    // MARK: - Blob work
+
+    /// A chunk of a blob being received: appended (a large blob's on the
+    /// pool), and when the blob is whole and its hash checks, announced on.
+    func chunk(_ hash: ContentHash, offset: UInt64, bytes: ByteBuffer, from member: String) async {
+        guard let incoming = blobs.receiving(hash, from: member) else {
+            eventSink.yield(.duplicate(hash: hash, from: member))
+            return
+        }
+        let complete: Bool
+        do {
+            let work: @Sendable () throws -> Bool = {
+                try incoming.append(offset: offset, bytes: bytes)
+                guard incoming.isComplete else { return false }
+                try incoming.commit()
+                return true
+            }
+            complete = incoming.isOnDisk ? try await offLoop(work) : try work()
+        } catch {
+            logger.warning("bad blob data", metadata: ["hash": "\(hash)", "from": "\(member)", "error": "\(error)"])
+            perform(blobs.retry(hash, links: registry.links))
+            return
+        }
+        if complete { perform(blobs.completed(hash, from: member, links: registry.links)) }
+    }
+
+    /// Sends a stored blob's chunks; writes suspend while the channel is not
+    /// writable, so back-pressure keeps at most a few chunks in memory.
+    func stream(_ hash: ContentHash, size: UInt64, to c: Connection) async {
+        let chunk = config.chunkSize, store = self.store
+        let allocator = ByteBufferAllocator()
+        var offset: UInt64 = 0
+        do {
+            repeat {
+                let n = Int(min(UInt64(chunk), size - offset)), at = offset
+                let bytes = store.isInMemory(hash)
+                    ? try store.read(hash, offset: at, length: n, allocator: allocator)
+                    : try await offLoop { try store.read(hash, offset: at, length: n, allocator: allocator) }
+                try await c.output.write(.chunk(hash: hash, offset: offset, bytes: bytes))
+                offset += UInt64(bytes.readableBytes)
+            } while offset < size
+        } catch {
+            logger.debug("blob transfer stopped", metadata: ["hash": "\(hash)", "to": "\(c.institution)", "error": "\(error)"])
+        }
+    }
+}

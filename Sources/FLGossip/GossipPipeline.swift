@@ -1,0 +1,74 @@
+import FLIdentity
+import FLWire
+import NIOCore
+import NIOSSL
+
+/// The channel pipeline of a member connection and the pieces around it
+/// that hold no node state: framing, keepalive, the hello deadline, socket
+/// options, the ordered writer and the naming of failures.
+enum GossipPipeline {
+    /// Up to 1 MiB (four default chunks) may wait in a connection's write
+    /// buffer, so the sender reads the next chunk while TLS sends the last.
+    static let writeWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 512 * 1024, high: 1024 * 1024)
+    /// Socket reads of up to 256 KiB, so a chunk arrives in a few reads.
+    static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 65536, maximum: 262_144)
+
+    static func wrap(_ channel: Channel, config: GossipConfig, traffic: TrafficCounter) throws -> NIOAsyncChannel<WireMessage, WireMessage> {
+        let ops = channel.pipeline.syncOperations
+        try ops.addHandler(TrafficHandler(counter: traffic))
+        try ops.addHandler(IdleStateHandler(readTimeout: .init(config.idleTimeout), writeTimeout: .init(config.keepaliveInterval)))
+        try ops.addHandler(ByteToMessageHandler(WireFrameDecoder()))
+        try ops.addHandler(MessageToByteHandler(WireFrameEncoder()))
+        try ops.addHandler(KeepaliveHandler())
+        let timeout = config.handshakeTimeout
+        let task = channel.eventLoop.scheduleTask(in: .init(timeout)) { channel.close(promise: nil) }
+        channel.pipeline.addHandler(HelloDeadline(task: task), position: .last).whenFailure { _ in task.cancel() }
+        return try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: .init(
+            backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
+    }
+
+    /// Names a TLS or socket failure.
+    static func classify(_ error: Error) -> (String, String) {
+        let text = String(describing: error)
+        if let ssl = error as? NIOSSLError {
+            let detail = String(describing: ssl)
+            if detail.contains("WRONG_VERSION_NUMBER") || detail.contains("HTTP_REQUEST") || detail.contains("RECORD") {
+                return ("not-tls", "the peer did not speak TLS (\(detail))")
+            }
+            if detail.contains("UNSUPPORTED_PROTOCOL") || detail.contains("PROTOCOL_VERSION") {
+                return ("tls-version", "the peer offered no TLS 1.3 (\(detail))")
+            }
+            if detail.contains("CERTIFICATE") || detail.contains("ALERT") {
+                return ("tls-rejected-by-peer", "the peer refused the TLS handshake (\(detail))")
+            }
+            if case .uncleanShutdown = ssl { return ("closed", text) }
+            return ("tls", detail)
+        }
+        if error is ChannelError || error is CancellationError { return ("closed", text) }
+        return ("error", text)
+    }
+
+    enum ConnectionEnd: Error {
+        case closedBeforeHello
+        case rejected(PeerRejection)
+        case duplicate
+        case failed(Error)
+    }
+
+    /// Writes a connection's outbox in order.
+    static func drain(_ outbox: AsyncStream<[WireMessage]>, to output: NIOAsyncChannelOutboundWriter<WireMessage>) async {
+        for await batch in outbox {
+            do { try await output.write(contentsOf: batch) } catch { break }
+        }
+    }
+
+}
+
+/// Closes the channel unless the hello is verified in time.
+final class HelloDeadline: ChannelInboundHandler, Sendable {
+    typealias InboundIn = WireMessage
+    let task: Scheduled<Void>
+    init(task: Scheduled<Void>) { self.task = task }
+    func passed() { task.cancel() }
+    func handlerRemoved(context: ChannelHandlerContext) { task.cancel() }
+}
