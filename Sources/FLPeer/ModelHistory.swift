@@ -25,7 +25,7 @@ struct ModelHistory {
     /// the author's round − 1 aggregate, recomputed from the updates its
     /// aggregate entry names (kept from last round) and checked against the
     /// hash; else (not recomputable) this peer's own.
-    mutating func bases(of authors: [String], round: UInt64, store: LedgerStore, rule: AggregationRule, like net: Network,
+    mutating func bases(of authors: [String], round: UInt64, store: LedgerStore, rule: AggregationRule, learner: any LocalLearner,
                         mine: (id: String, base: [Float], change: [Float]?)) throws -> [(base: [Float], change: [Float]?, previousSteps: [[Float]])] {
         // Each body is decoded once: an author's first entry of the kind and round.
         func bodies<T: Decodable>(_ entries: [LedgerEntry], as type: T.Type) -> [String: T] {
@@ -49,7 +49,7 @@ struct ModelHistory {
         }
         return authors.map { author in
             if author == mine.id { return (mine.base, mine.change, []) }
-            guard let hash = updates[author]?.baseHash, let base = model(hash, author: author, aggregate: aggregates[author], rule: rule, like: net, round: round) else {
+            guard let hash = updates[author]?.baseHash, let base = model(hash, author: author, aggregate: aggregates[author], rule: rule, learner: learner, round: round) else {
                 return (mine.base, mine.change, [])
             }
             let change = previousUpdates[author].flatMap { models[$0.baseHash]?.values }.map { zip(base, $0).map { $0 - $1 } }
@@ -64,7 +64,7 @@ struct ModelHistory {
         enum CodingKeys: String, CodingKey { case included, resultHash = "result_hash" }
     }
 
-    private mutating func model(_ hash: String, author: String, aggregate: AggregateRefs?, rule: AggregationRule, like net: Network, round: UInt64) -> [Float]? {
+    private mutating func model(_ hash: String, author: String, aggregate: AggregateRefs?, rule: AggregationRule, learner: any LocalLearner, round: UInt64) -> [Float]? {
         if let known = models[hash] { return known.values }
         guard let body = aggregate, body.resultHash == hash else { return nil }
         let included = body.included
@@ -72,11 +72,9 @@ struct ModelHistory {
         let vectors = names.compactMap { lastUpdates[$0] }
         guard !vectors.isEmpty, vectors.count == included.count else { return nil }
         let own = included.firstIndex { $0.author == author }.map { vectors[$0] }
-        var rebuilt = net
         var output = [Float]()
-        guard (try? Aggregator.aggregate(vectors, rule: rule, center: own, reference: own, countTrimmed: false, into: &output)) != nil else { return nil }
-        rebuilt.parameters = output
-        guard rebuilt.parameterSet.sha256Hex() == hash else { return nil }
+        guard (try? Aggregator.aggregate(vectors, rule: rule, center: own, reference: own, countTrimmed: false, into: &output)) != nil,
+              learner.hash(output) == hash else { return nil }
         models[hash] = (round - 1, output)
         return output
     }

@@ -21,14 +21,15 @@ extension RoundEngine.Session {
     /// first, then worst loss first. Each peer judges with its own data.
     /// Inputs stay in author order at every peer, so that peers holding the
     /// same updates compute bit-identical aggregates.
-    func screen(_ updates: [(RoundEngine.Accepted, [Float])], round r: Int, model: Network, baseParameters: [Float], data: RunData) throws
+    func screen(_ updates: [(RoundEngine.Accepted, [Float])], round r: Int, model baseParameters: [Float], data: RunData) async throws
         -> (ordered: [(RoundEngine.Accepted, [Float])], screened: [EntryBody.Screened], baseLoss: Double?) {
         let budget = plan.maxByzantine - (plan.maxByzantine > 0 ? members.filter(Set(try store.flaggedAuthors(caCertificate: ca)).contains).count : 0)
         guard plan.screen == "validation-loss" && budget > 0 else { return (updates, [], nil) }
-        var probe = model
-        let baseLoss = model.evaluate(on: data.validation).logLoss
+        let evaluations = try await data.learner.evaluate([baseParameters] + updates.map(\.1), on: .validation)
+        guard evaluations.count == updates.count + 1 else { throw RoundError("the learner evaluated \(evaluations.count) of \(updates.count + 1) models") }
+        let baseLoss = evaluations[0].logLoss
         // A loss that is not a number counts as the worst.
-        let losses = updates.map { u -> Double in probe.parameters = u.1; let l = probe.evaluate(on: data.validation).logLoss; return l.isNaN ? .infinity : l }
+        let losses = evaluations.dropFirst().map { $0.logLoss.isNaN ? .infinity : $0.logLoss }
         let steps = updates.map { u in u.1.withUnsafeBufferPointer { a in baseParameters.withUnsafeBufferPointer { VectorMath.squaredDistance(a, $0).squareRoot() } } }
         let medianStep = steps.sorted()[steps.count / 2]
         let idle: [Bool] = steps.map { $0 < 0.1 * medianStep }
@@ -52,14 +53,14 @@ extension RoundEngine.Session {
     func record(_ r: Int, ordered: [(RoundEngine.Accepted, [Float])], updates: [(RoundEngine.Accepted, [Float])], screened: [EntryBody.Screened],
                 baseValidationLoss: Double?, step: RoundEngine.LocalStep, _ s: inout RunState, _ data: RunData) async throws -> RoundEngine.Recorded {
         let clock = ContinuousClock()
-        let stats = try Aggregator.aggregate(ordered.map(\.1), rule: rule, center: step.local.parameters, reference: step.baseParameters, into: &s.output)
+        let stats = try Aggregator.aggregate(ordered.map(\.1), rule: rule, center: step.local, reference: step.baseParameters, into: &s.output)
         let scoringStart = clock.now
         s.history.note(model: step.baseParameters, hash: step.baseHash, round: UInt64(r))
-        let authorBases = try s.history.bases(of: ordered.map(\.0.author), round: UInt64(r), store: store, rule: rule, like: s.model,
+        let authorBases = try s.history.bases(of: ordered.map(\.0.author), round: UInt64(r), store: store, rule: rule, learner: data.learner,
                                               mine: (config.id, step.baseParameters, step.previousChange))
-        var (scores, scoring) = try score(ordered, stats: stats, base: s.model, previousChange: step.previousChange, authorBases: authorBases,
-                                          center: step.local.parameters, assessment: data.assessment, classes: data.assessedClasses,
-                                          classNames: data.classes, baseHash: step.baseHash)
+        var (scores, scoring) = try await score(ordered, stats: stats, base: s.model, previousChange: step.previousChange, authorBases: authorBases,
+                                                center: step.local, learner: data.learner, classes: data.assessedClasses,
+                                                classNames: data.classes, baseHash: step.baseHash)
         s.history.remember(updates: updates.map { ($0.0.updateHash, $0.1) })
         scoring.seconds = Self.seconds(scoringStart.duration(to: clock.now))
         if config.attack == .lyingAssessor {
@@ -67,8 +68,8 @@ extension RoundEngine.Session {
         }
         let recordedCredits = try previousRoundCredits(UInt64(r))
         s.previousBase = step.baseParameters
-        s.model.parameters = s.output
-        let resultHash = s.model.parameterSet.sha256Hex()
+        s.model = s.output
+        let resultHash = data.learner.hash(s.model)
         var parameters: [String: Double] = [:]
         if case .trimmedMean(let beta) = rule { parameters["beta"] = beta }
         if case .boundedTrimmedMean(let beta) = rule { parameters["beta"] = beta }
@@ -84,7 +85,7 @@ extension RoundEngine.Session {
             screened: screened, scoring: scoring, credits: recordedCredits)
         // The model is kept in the ledger file's local state in the same
         // transaction (no file per round); model.safetensors is written at the end.
-        let modelBytes = Safetensors.encode(s.model.parameterSet, metadata: data.metadata.merging(["round": "\(r)"]) { $1 })
+        let modelBytes = data.learner.encode(s.model, metadata: data.metadata.merging(["round": "\(r)"]) { $1 })
         s.pending = ([
             (.aggregate, UInt64(r), { _ in aggregate }),
             (.checkpoint, UInt64(r), { heads in EntryBody.checkpoint(heads: try heads().map { (author: $0.key, seq: $0.value.seq, hash: $0.value.hash) }) }),

@@ -12,15 +12,16 @@ typealias PendingRecord = (entries: [LedgerStore.PendingEntry], state: [String: 
 extension RoundEngine {
     /// The data of one run, standardised with the statistics the members agreed on.
     struct RunData {
+        /// Trains and evaluates: on the training rows (labels rewritten by a
+        /// label attack), the validation split, and the assessment rows (all
+        /// of this peer's rows, true labels: none of them went into another
+        /// member's update) that it scores others' updates on.
+        let learner: any LocalLearner
+        /// The model, for the run summary only.
         let spec: ModelSpec
         let classes: [String]
         let scaler: Standardizer
-        /// Training rows (labels rewritten by a label attack).
-        let train: Dataset
-        let validation: Dataset
-        /// What this peer scores other members' updates on: all of its rows
-        /// (none of them went into another member's update), true labels.
-        let assessment: Dataset
+        let trainRows: Int
         let assessedClasses: [Int]
         let modelPath: String
         let metadata: [String: String]
@@ -28,7 +29,8 @@ extension RoundEngine {
 
     /// What a run carries from one round to the next.
     struct RunState {
-        var model: Network
+        /// The model this round starts from.
+        var model: [Float]
         /// The model the previous round started from (replay gate, replay attack).
         var previousBase: [Float]?
         /// Recent starting models by hash, and last round's update vectors (gates).
@@ -47,11 +49,12 @@ extension RoundEngine {
 
     /// This peer's step of one round, before any other member's update is seen.
     struct LocalStep {
-        let local: Network
+        let local: [Float]
+        let localHash: String
         let baseHash: String
         let baseParameters: [Float]
         let previousChange: [Float]?
-        let trainLoss: Double
+        let metrics: [String: Double]
         let bytes: [UInt8]
     }
 }
@@ -62,11 +65,11 @@ extension RoundEngine.Session {
 
     mutating func train(train: Dataset, validation: Dataset, classes: [String]) async throws -> RunSummary {
         let data = try await agreeOnStandardisation(train: train, validation: validation, classes: classes)
-        var state = RunState(model: Network(spec: data.spec, seed: UInt64(plan.seed)),
+        var state = RunState(model: data.learner.initialParameters(),
                              attackRNG: SeededGenerator(seed: Self.seed(plan.seed, config.id, 0), stream: "attack"))
         // A restarted peer resumes after the last round it recorded: its
         // aggregate entry and the model it names were committed together.
-        let resumeAfter = try resumePoint(spec: data.spec)
+        let resumeAfter = try resumePoint(data.learner)
         if let (round, saved) = resumeAfter {
             state.model = saved
             engine.progress("resuming after round \(round) (model and ledger from \(config.stateDirectory))")
@@ -74,7 +77,7 @@ extension RoundEngine.Session {
         }
         let firstRound = (resumeAfter?.0 ?? 0) + 1
         if firstRound > plan.rounds {
-            try Data(Safetensors.encode(state.model.parameterSet, metadata: data.metadata)).write(to: URL(fileURLWithPath: data.modelPath), options: .atomic)
+            try Data(data.learner.encode(state.model, metadata: data.metadata)).write(to: URL(fileURLWithPath: data.modelPath), options: .atomic)
         }
         let cpuAtFirstRound = processCPUSeconds()
         for r in firstRound..<(plan.rounds + 1) {
@@ -119,7 +122,9 @@ extension RoundEngine.Session {
             logger.warning("this peer attacks the federation (robustness evaluation)", metadata: ["attack": "\(attack)"])
         }
         let spec = ModelSpec(kind: plan.model, inputs: train.featureCount, classes: classes.count, hidden: plan.model == .mlp ? plan.hidden : [])
-        return RunData(spec: spec, classes: classes, scaler: scaler, train: trainStd, validation: validationStd, assessment: assessment,
+        let learner = SwiftModelLearner(spec: spec, planSeed: UInt64(plan.seed), training: { [plan] in plan.trainingConfig(seed: $0) },
+                                        train: trainStd, validation: validationStd, assessment: assessment)
+        return RunData(learner: learner, spec: spec, classes: classes, scaler: scaler, trainRows: trainStd.rows,
                        assessedClasses: Array(Set(assessment.labels)).sorted(), modelPath: "\(config.stateDirectory)/model.safetensors",
                        metadata: ["model": spec.kind.rawValue, "hidden": spec.hidden.map(String.init).joined(separator: ","), "classes": classes.joined(separator: ",")])
     }
@@ -139,25 +144,24 @@ extension RoundEngine.Session {
         // on others'. Updates committed later are late. The previous round's
         // aggregate and checkpoint go into the same durable transaction as
         // this update (one disk sync per round).
-        try await publish(round: UInt64(r), bytes: step.bytes, updateHash: step.local.parameterSet.sha256Hex(), baseHash: step.baseHash, samples: data.train.rows,
-                          codec: RoundEngine.modelCodec, metrics: ["train_loss": step.trainLoss], reveal: false, after: s.pending)
+        try await publish(round: UInt64(r), bytes: step.bytes, updateHash: step.localHash, baseHash: step.baseHash, samples: data.trainRows,
+                          codec: RoundEngine.modelCodec, metrics: step.metrics, reveal: false, after: s.pending)
         s.pending = nil
         let signed = clock.now
         let updates: [(RoundEngine.Accepted, [Float])] = try await exchange(round: UInt64(r), commitFirst: true, reveal: { [node] in
             try await node.publish(step.bytes, round: UInt64(r), kind: .update)
             published = clock.now
-        }) { bytes, hash in
-            guard let (params, _) = try? Safetensors.decode(bytes), params.sha256Hex() == hash,
-                  let net = try? Network(spec: data.spec, parameters: params), net.parameters.allSatisfy(\.isFinite) else { return nil }
-            return net.parameters
+        }) { [learner = data.learner] bytes, hash in
+            guard let parameters = learner.decode(bytes), learner.hash(parameters) == hash else { return nil }
+            return parameters
         }
         let collected = clock.now
-        let (ordered, screened, baseValidationLoss) = try screen(updates, round: r, model: s.model, baseParameters: step.baseParameters, data: data)
+        let (ordered, screened, baseValidationLoss) = try await screen(updates, round: r, model: s.model, data: data)
         if config.attack != nil {
-            s.observed = ordered.filter { $0.0.author != config.id }.map { zip($0.1, s.model.parameters).map { $0 - $1 } }
+            s.observed = ordered.filter { $0.0.author != config.id }.map { zip($0.1, s.model).map { $0 - $1 } }
         }
         let heard = try await record(r, ordered: ordered, updates: updates, screened: screened, baseValidationLoss: baseValidationLoss, step: step, &s, data)
-        let metrics = s.model.evaluate(on: data.validation)
+        guard let metrics = try await data.learner.evaluate([s.model], on: .validation).first else { throw RoundError("the learner evaluated no model") }
         let elapsed = start.duration(to: clock.now)
         let report = RoundReport(
             round: r, validationAccuracy: metrics.accuracy, validationLoss: metrics.logLoss, heard: ordered.map(\.0.author), screened: screened.map(\.author),
@@ -182,18 +186,19 @@ extension RoundEngine.Session {
 
     /// Trains from the current model (and, for robustness experiments, attacks or stalls).
     func localStep(_ r: Int, _ s: inout RunState, _ data: RunData) async throws -> RoundEngine.LocalStep {
-        let baseHash = s.model.parameterSet.sha256Hex()
-        var local = s.model
-        let baseParameters = s.model.parameters
-        let summary = Trainer.train(&local, on: data.train, config: plan.trainingConfig(seed: Self.seed(plan.seed, config.id, r)))
+        let learner = data.learner
+        let baseParameters = s.model
+        let baseHash = learner.hash(baseParameters)
+        let trained = try await learner.train(from: baseParameters, seed: Self.seed(plan.seed, config.id, r))
+        var local = trained.parameters
         if config.faults.slowRounds.contains(r) {
             logger.warning("injected fault: slow round", metadata: ["round": "\(r)", "seconds": "\(config.faults.slowSeconds)"])
             try await Task.sleep(for: .seconds(config.faults.slowSeconds))
         }
         let previousChange = s.previousBase.map { zip(baseParameters, $0).map { $0 - $1 } }
         if let attack = config.attack {
-            local.parameters = attack.update(local: local.parameters, base: s.model.parameters, observed: s.observed, previousChange: previousChange,
-                                             members: members.count, attackers: max(1, plan.maxByzantine), rng: &s.attackRNG)
+            local = attack.update(local: local, base: baseParameters, observed: s.observed, previousChange: previousChange,
+                                  members: members.count, attackers: max(1, plan.maxByzantine), rng: &s.attackRNG)
         }
         if config.attack == .equivocate {
             if let p = s.pending {
@@ -201,10 +206,10 @@ extension RoundEngine.Session {
                 try store.append(author: config.id, key: key, p.entries, state: p.state)
                 s.pending = nil
             }
-            try await equivocate(round: UInt64(r), honest: local, base: s.model, baseHash: baseHash, samples: data.train.rows)
+            try await equivocate(round: UInt64(r), honest: local, base: baseParameters, baseHash: baseHash, samples: data.trainRows, learner: learner)
         }
-        return .init(local: local, baseHash: baseHash, baseParameters: baseParameters, previousChange: previousChange,
-                     trainLoss: Double(summary.epochLosses.last ?? 0), bytes: Safetensors.encode(local.parameterSet))
+        return .init(local: local, localHash: learner.hash(local), baseHash: baseHash, baseParameters: baseParameters, previousChange: previousChange,
+                     metrics: trained.metrics, bytes: learner.encode(local, metadata: nil))
     }
 
     static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }

@@ -185,13 +185,11 @@ public struct RoundEngine: Sendable {
 
         /// The last round this peer recorded (its latest aggregate entry) and
         /// the model saved with it, if the state directory holds one.
-        func resumePoint(spec: ModelSpec) throws -> (Int, Network)? {
+        func resumePoint(_ learner: any LocalLearner) throws -> (Int, [Float])? {
             guard let last = try store.entries(author: config.id).last(where: { $0.header.kind == .aggregate }),
                   let resultHash = EntryBody.decode(EntryBody.Aggregate.self, from: last.body)?.resultHash,
                   let bytes = try store.localState("model") else { return nil }
-            guard let (params, _) = try? Safetensors.decode(bytes), params.sha256Hex() == resultHash,
-                  let net = try? Network(spec: spec, parameters: params)
-            else {
+            guard let net = learner.decode(bytes), learner.hash(net) == resultHash else {
                 throw RoundError("\(store.path) records round \(last.header.round) but the saved model does not match its aggregate; start from an empty state directory")
             }
             return (Int(last.header.round), net)
@@ -251,64 +249,75 @@ public struct RoundEngine: Sendable {
         /// class by class: a coalition's utility for class c is how far its
         /// aggregate (same rule) lowers this peer's mean loss on its rows of
         /// class c below carrying on in the last round's direction.
-        func score(_ ordered: [(Accepted, [Float])], stats: AggregationStats, base: Network, previousChange: [Float]?,
+        func score(_ ordered: [(Accepted, [Float])], stats: AggregationStats, base: [Float], previousChange: [Float]?,
                    authorBases: [(base: [Float], change: [Float]?, previousSteps: [[Float]])], center: [Float],
-                   assessment: Dataset, classes: [Int], classNames: [String], baseHash: String) throws -> ([String: [String: Double]], EntryBody.Scoring) {
+                   learner: any LocalLearner, classes: [Int], classNames: [String], baseHash: String) async throws -> ([String: [String: Double]], EntryBody.Scoring) {
             let beta: Double = switch rule {
             case .trimmedMean(let b), .boundedTrimmedMean(let b): b
             case .median: 0.5
             default: 0
             }
-            let gates = ContributionScorer.gates(updates: ordered.map(\.1), bases: authorBases.map(\.base), previousChanges: authorBases.map(\.change),
-                                                 previousSteps: authorBases.map(\.previousSteps), trimmed: stats.trimmed, beta: beta)
-            let players = ordered.indices.filter { gates[$0] == nil }
-            var evaluator = ClassLossEvaluator(network: base, data: assessment, classes: classes)
-            // A loss that is not a number (NaN parameters) counts as 1000, far above
-            // any real one (probabilities are clipped at 1e-15, so at most 34.6).
-            func finite(_ losses: [Double]) -> [Double] { losses.map { $0.isFinite ? $0 : 1e3 } }
-            func losses(_ parameters: [Float]) -> [Double] { finite(evaluator.losses(parameters)) }
-            // The empty coalition: carrying on in the last round's direction
-            // (the base plus the previous change), what the federation gets
-            // without anyone's new work; round 1: the base.
-            let carryOn = previousChange.map { zip(base.parameters, $0).map { $0 + $1 } } ?? base.parameters
-            let empty = losses(carryOn)
-            var buffer = [Float]()
-            let seed = UInt64(baseHash.prefix(16), radix: 16) ?? 0
-            // A linear model's logits are linear in its parameters, and a rule
-            // that trims nothing from a coalition this small is its mean: the
-            // coalition's losses come from the mean of its members' logits,
-            // computed once per member (docs/credits.md, "Shapley values").
-            func isMean(_ size: Int) -> Bool {
-                switch rule {
-                case .mean: true
-                case .trimmedMean(let beta): AggregationRule.trimCount(beta: beta, n: size) == 0
-                default: false
+            // Thousands of evaluations: on the thread pool, off Swift's cooperative pool.
+            let rule = self.rule
+            return try await NIOThreadPool.singleton.runIfActive {
+                let gates = ContributionScorer.gates(updates: ordered.map(\.1), bases: authorBases.map(\.base), previousChanges: authorBases.map(\.change),
+                                                     previousSteps: authorBases.map(\.previousSteps), trimmed: stats.trimmed, beta: beta)
+                let players = ordered.indices.filter { gates[$0] == nil }
+                var evaluator = learner.scorer(on: .assessment, classes: classes)
+                // A loss that is not a number (NaN parameters) counts as 1000, far above
+                // any real one (probabilities are clipped at 1e-15, so at most 34.6).
+                func finite(_ losses: [Double]) -> [Double] { losses.map { $0.isFinite ? $0 : 1e3 } }
+                func losses(_ parameters: [Float]) -> [Double] { finite(evaluator.losses(parameters)) }
+                // The empty coalition: carrying on in the last round's direction
+                // (the base plus the previous change), what the federation gets
+                // without anyone's new work; round 1: the base.
+                let carryOn = previousChange.map { zip(base, $0).map { $0 + $1 } } ?? base
+                let empty = losses(carryOn)
+                var buffer = [Float]()
+                let seed = UInt64(baseHash.prefix(16), radix: 16) ?? 0
+                // A linear model's logits are linear in its parameters, and a rule
+                // that trims nothing from a coalition this small is its mean: the
+                // coalition's losses come from the mean of its members' logits,
+                // computed once per member (docs/credits.md, "Shapley values").
+                func isMean(_ size: Int) -> Bool {
+                    switch rule {
+                    case .mean: true
+                    case .trimmedMean(let beta): AggregationRule.trimCount(beta: beta, n: size) == 0
+                    default: false
+                    }
                 }
+                let memberLogits = players.compactMap { evaluator.outputs(ordered[$0].1) }
+                let values = ContributionScorer.shapley(players: players.count, dimensions: classes.count, seed: seed) { coalition in
+                    if memberLogits.count == players.count && !players.isEmpty && isMean(coalition.count) {
+                        return zip(empty, finite(evaluator.losses(meanOfOutputs: coalition.map { memberLogits[$0] }))).map { $0 - $1 }
+                    }
+                    let inputs = coalition.map { ordered[players[$0]].1 }
+                    guard (try? Aggregator.aggregate(inputs, rule: rule, center: center, reference: base, countTrimmed: false, into: &buffer)) != nil else {
+                        return classes.map { _ in 0 }
+                    }
+                    return zip(empty, losses(buffer)).map { $0 - $1 }
+                }
+                return Self.scores(authors: ordered.map(\.0.author), gates: gates, players: players, values: values,
+                                   names: classes.map { classNames[$0] }, seed: seed)
             }
-            let memberLogits = evaluator.isLinear ? players.map { evaluator.logits(ordered[$0].1) } : []
-            let values = ContributionScorer.shapley(players: players.count, dimensions: classes.count, seed: seed) { coalition in
-                if !memberLogits.isEmpty && isMean(coalition.count) {
-                    return zip(empty, finite(evaluator.losses(meanOfLogits: coalition.map { memberLogits[$0] }))).map { $0 - $1 }
-                }
-                let inputs = coalition.map { ordered[players[$0]].1 }
-                guard (try? Aggregator.aggregate(inputs, rule: rule, center: center, reference: base.parameters, countTrimmed: false, into: &buffer)) != nil else {
-                    return classes.map { _ in 0 }
-                }
-                return zip(empty, losses(buffer)).map { $0 - $1 }
-            }
-            let names = classes.map { classNames[$0] }
+        }
+
+        /// The scores entry of an aggregate: gated members score zero; the
+        /// others' Shapley values in whole micro-nats (integers read back
+        /// exactly by every JSON parser, so medians and sums re-derive bit for
+        /// bit in any language).
+        static func scores(authors: [String], gates: [ContributionScorer.Gate?], players: [Int], values: ContributionScorer.VectorValues,
+                           names: [String], seed: UInt64) -> ([String: [String: Double]], EntryBody.Scoring) {
             var scores: [String: [String: Double]] = [:]
             var gated: [String: String] = [:]
-            for (i, u) in ordered.enumerated() {
+            for (i, author) in authors.enumerated() {
                 if let g = gates[i] {
-                    scores[u.0.author] = Dictionary(uniqueKeysWithValues: names.map { ($0, 0) })
-                    gated[u.0.author] = g.rawValue
+                    scores[author] = Dictionary(uniqueKeysWithValues: names.map { ($0, 0) })
+                    gated[author] = g.rawValue
                 }
             }
-            // Whole micro-nats: integers read back exactly by every JSON parser,
-            // so medians and sums re-derive bit for bit in any language.
             for (k, i) in players.enumerated() {
-                scores[ordered[i].0.author] = Dictionary(uniqueKeysWithValues: zip(names, values.values[k]).map { ($0, ($1 / RoundEngine.scoreUnit).rounded()) })
+                scores[authors[i]] = Dictionary(uniqueKeysWithValues: zip(names, values.values[k]).map { ($0, ($1 / RoundEngine.scoreUnit).rounded()) })
             }
             return (scores, EntryBody.Scoring(rule: ContributionScorer.ruleVersion, seed: String(format: "%016llx", seed), exact: values.exact,
                                               permutations: values.permutations, evaluations: values.evaluations, gated: gated, classes: names, seconds: 0))
@@ -332,12 +341,11 @@ public struct RoundEngine: Sendable {
         /// The `equivocate` attack: signs a second update for this round's chain
         /// position (the honest step reversed) and sends it, with its bytes, to
         /// every other neighbour before the honest one is published to all.
-        func equivocate(round: UInt64, honest: Network, base: Network, baseHash: String, samples: Int) async throws {
-            var alt = honest
-            alt.parameters = zip(base.parameters, honest.parameters).map { $0 - ($1 - $0) }
-            let altBytes = Safetensors.encode(alt.parameterSet)
+        func equivocate(round: UInt64, honest: [Float], base: [Float], baseHash: String, samples: Int, learner: any LocalLearner) async throws {
+            let alt = zip(base, honest).map { $0 - ($1 - $0) }
+            let altBytes = learner.encode(alt, metadata: nil)
             let entry = try store.draft(author: config.id, kind: .update, round: round, body: EntryBody.update(
-                round: round, baseHash: baseHash, updateHash: alt.parameterSet.sha256Hex(), samples: samples, codec: RoundEngine.modelCodec,
+                round: round, baseHash: baseHash, updateHash: learner.hash(alt), samples: samples, codec: RoundEngine.modelCodec,
                 metrics: [:], blob: hex(SHA256.hash(data: altBytes))), key: key)
             let shown = Set(await node.connectedPeers().enumerated().filter { $0.offset % 2 == 0 }.map(\.element))
             try await node.publish(altBytes, round: round, kind: .update)
