@@ -14,7 +14,7 @@ extension GossipNode {
         while !Task.isCancelled {
             if registry.connections[target.institution] == nil && !registry.cut.contains(target.institution) {
                 do {
-                    let accepted = try await connect(target)
+                    let accepted = try await GossipPipeline.connect(target, group: group, config: config, context: clientContext, traffic: traffic)
                     if await serve(accepted, inbound: false, expected: target.institution) { attempt = 0 }
                 } catch {
                     logger.debug("dial failed", metadata: ["to": "\(target.institution)", "error": "\(error)"])
@@ -24,23 +24,6 @@ extension GossipNode {
             attempt += 1
             try? await Task.sleep(for: delay)
         }
-    }
-
-    func connect(_ target: PeerAddress) async throws -> Accepted {
-        try await ClientBootstrap(group: group)
-            .connectTimeout(.seconds(5))
-            .channelOption(.writeBufferWaterMark, value: GossipPipeline.writeWaterMark)
-            .channelOption(.recvAllocator, value: GossipPipeline.receiveAllocator)
-            .connect(host: target.host, port: target.port) { [clientContext, config, traffic] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let verdict = PeerVerdict()
-                    let handler = try NIOSSLClientHandler(
-                        context: clientContext, serverHostname: nil,
-                        customVerificationCallback: config.tls.verificationCallback(clock: config.clock, verdict: verdict))
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                    return (channel: try GossipPipeline.wrap(channel, config: config, traffic: traffic), verdict: verdict, remote: "\(target.host):\(target.port)")
-                }
-            }
     }
 
     /// Runs one connection: hello exchange, admission, then messages until it

@@ -74,21 +74,7 @@ public actor GossipNode {
     /// Binds the listening socket; returns the port (useful with port 0).
     public func start() async throws -> Int {
         if let ledger = config.ledger { replication.setHeads(try await offLoop { try ledger.heads() }) }
-        let server = try await ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.writeBufferWaterMark, value: GossipPipeline.writeWaterMark)
-            .childChannelOption(.recvAllocator, value: GossipPipeline.receiveAllocator)
-            .bind(host: config.listenHost, port: config.listenPort) { [serverContext, config, traffic] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let verdict = PeerVerdict()
-                    let handler = NIOSSLServerHandler(
-                        context: serverContext,
-                        customVerificationCallback: config.tls.verificationCallback(clock: config.clock, verdict: verdict))
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                    return (channel: try GossipPipeline.wrap(channel, config: config, traffic: traffic), verdict: verdict, remote: "\(channel.remoteAddress.map { "\($0)" } ?? "?")")
-                }
-            }
+        let server = try await GossipPipeline.listen(group: group, config: config, context: serverContext, traffic: traffic)
         self.server = server
         let port = server.channel.localAddress?.port ?? 0
         logger.info("listening", metadata: ["address": "\(config.listenHost):\(port)"])

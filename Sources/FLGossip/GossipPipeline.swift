@@ -1,6 +1,7 @@
 import FLIdentity
 import FLWire
 import NIOCore
+import NIOPosix
 import NIOSSL
 
 /// The channel pipeline of a member connection and the pieces around it
@@ -12,6 +13,46 @@ enum GossipPipeline {
     static let writeWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 512 * 1024, high: 1024 * 1024)
     /// Socket reads of up to 256 KiB, so a chunk arrives in a few reads.
     static let receiveAllocator = AdaptiveRecvByteBufferAllocator(minimum: 1024, initial: 65536, maximum: 262_144)
+
+    typealias Accepted = GossipNode.Accepted
+
+    /// Binds the listening socket: each accepted connection gets the server TLS handler and the pipeline.
+    static func listen(group: EventLoopGroup, config: GossipConfig, context: NIOSSLContext, traffic: TrafficCounter) async throws
+        -> NIOAsyncChannel<Accepted, Never> {
+        try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: writeWaterMark)
+            .childChannelOption(.recvAllocator, value: receiveAllocator)
+            .bind(host: config.listenHost, port: config.listenPort) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let verdict = PeerVerdict()
+                    let handler = NIOSSLServerHandler(
+                        context: context, customVerificationCallback: config.tls.verificationCallback(clock: config.clock, verdict: verdict))
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    return (channel: try wrap(channel, config: config, traffic: traffic), verdict: verdict,
+                            remote: "\(channel.remoteAddress.map { "\($0)" } ?? "?")")
+                }
+            }
+    }
+
+    /// Dials a member: the client TLS handler and the pipeline.
+    static func connect(_ target: PeerAddress, group: EventLoopGroup, config: GossipConfig, context: NIOSSLContext, traffic: TrafficCounter) async throws -> Accepted {
+        try await ClientBootstrap(group: group)
+            .connectTimeout(.seconds(5))
+            .channelOption(.writeBufferWaterMark, value: writeWaterMark)
+            .channelOption(.recvAllocator, value: receiveAllocator)
+            .connect(host: target.host, port: target.port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let verdict = PeerVerdict()
+                    let handler = try NIOSSLClientHandler(
+                        context: context, serverHostname: nil,
+                        customVerificationCallback: config.tls.verificationCallback(clock: config.clock, verdict: verdict))
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    return (channel: try wrap(channel, config: config, traffic: traffic), verdict: verdict, remote: "\(target.host):\(target.port)")
+                }
+            }
+    }
 
     static func wrap(_ channel: Channel, config: GossipConfig, traffic: TrafficCounter) throws -> NIOAsyncChannel<WireMessage, WireMessage> {
         let ops = channel.pipeline.syncOperations
