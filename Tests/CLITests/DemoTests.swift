@@ -1,3 +1,4 @@
+import FLPeer
 import Foundation
 import Testing
 
@@ -352,12 +353,12 @@ struct DemoTests {
     }
 }
 
-/// Three members made by `flpeer demo` (one round), re-planned by editing
-/// network.yaml, with fresh state directories, for `flpeer join` processes
-/// that a test starts, kills and restarts itself.
 /// Network namespaces can be made here (root, iproute2).
 let netnsAvailable: Bool = getuid() == 0 && ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].contains { FileManager.default.isExecutableFile(atPath: $0) }
 
+/// Three members prepared by `DemoConsortium.prepare` (one round), re-planned
+/// by editing network.yaml, with state directories of their own, for
+/// `flpeer join` processes that a test starts, kills and restarts itself.
 struct JoinCluster {
     static let ids = ["inst01", "inst02", "inst03"]
     let root: String
@@ -365,9 +366,10 @@ struct JoinCluster {
     /// `plan`: replacements in network.yaml; `extra`: lines appended to a member's peer file.
     /// `hosts`: the address each member listens on (and is dialled at) instead of 127.0.0.1.
     init(in dir: URL, plan: [(String, String)], extra: [String: String] = [:], hosts: [String: String] = [:]) throws {
-        root = dir.appendingPathComponent("demo").path
-        let setup = try flpeer("demo", "--peers", "3", "--rounds", "1", "--dir", root, "--json")
-        #expect(setup.status == 0, "\(setup.stderr)")
+        var options = DemoOptions(dataPath: try DemoOptions.resolveData("digits", executable: productsDirectory.appendingPathComponent("flpeer").path))
+        options.peers = 3
+        options.rounds = 1
+        root = try DemoConsortium.prepare(options, in: dir.appendingPathComponent("demo").path).directory
         var network = try String(contentsOfFile: "\(root)/network.yaml", encoding: .utf8)
         for (old, new) in plan { network = network.replacingOccurrences(of: old, with: new) }
         for (id, host) in hosts {
