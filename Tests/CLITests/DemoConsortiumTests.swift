@@ -4,7 +4,7 @@ import Synchronization
 import Testing
 
 /// `DemoConsortium` called directly (real `flpeer join` processes), and the
-/// graceful shutdown of `flpeer demo` on SIGINT.
+/// graceful shutdown of `flpeer join` and `flpeer demo` on SIGTERM and SIGINT.
 @Suite("DemoConsortium and graceful shutdown", .serialized)
 struct DemoConsortiumTests {
     static var executable: String { productsDirectory.appendingPathComponent("flpeer").path }
@@ -74,6 +74,40 @@ struct DemoConsortiumTests {
             #expect(error.description.contains("missing.csv"), "the member's own last line says why: \(error)")
         }
         #expect(started.duration(to: .now) < .seconds(20))
+    }
+
+    /// A peer whose members never come stops on the signal with one sentence,
+    /// promptly, and its ledger (genesis and round-0 entry) verifies.
+    @Test(arguments: [SIGTERM, SIGINT])
+    func joinStopsCleanlyOnASignal(_ signal: Int32) throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let demo = try DemoConsortium.prepare(try Self.options(peers: 2, rounds: 1), in: dir.appendingPathComponent("demo").path)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.executable)
+        p.arguments = ["join", "--config", demo.peerConfigPath("inst01")]
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        // Wait until it has signed its round-0 entry, then stop it.
+        let ledger = demo.ledgerPath("inst01")
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if let show = try? ledgerTool("show", ledger), show.stdout.contains("update") { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        let signalled = Date()
+        kill(p.processIdentifier, signal)
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(Date().timeIntervalSince(signalled) < 10)
+        let name = signal == SIGTERM ? "SIGTERM" : "SIGINT"
+        #expect(p.terminationReason == .exit && p.terminationStatus == 1)
+        #expect(stderr.contains("inst01: shutdown requested; stopping after the current step"), "\(stderr)")
+        #expect(stderr.contains("inst01 stopped by \(name) before the plan's end; the ledger at \(ledger) keeps every entry written so far"), "\(stderr)")
+        let verify = try ledgerTool("verify", ledger, "--ca", "\(demo.directory)/pki/ca/ca.pem")
+        #expect(verify.status == 0 && verify.stdout.contains("1 chains, 2 entries"), "\(verify.stdout)\(verify.stderr)")
     }
 
     /// SIGINT to `flpeer demo` mid-run: it sends SIGTERM to every member,

@@ -317,40 +317,6 @@ struct DemoTests {
             #expect(r.status == 64 && r.stderr.contains(phrase), "\(args): \(r.status) \(r.stderr)")
         }
     }
-
-    /// A peer whose members never come stops on SIGTERM with a sentence, and its ledger is intact.
-    @Test func joinStopsCleanlyOnSIGTERM() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let root = dir.appendingPathComponent("demo").path
-        let setup = try flpeer("demo", "--peers", "2", "--rounds", "1", "--dir", root, "--json")
-        #expect(setup.status == 0, "\(setup.stderr)")
-        // inst01 again, with a fresh state directory and no inst02 running.
-        let config = "\(root)/alone.yaml"
-        let original = try String(contentsOfFile: "\(root)/inst01.yaml", encoding: .utf8)
-        try original.replacingOccurrences(of: "state_dir: state/inst01", with: "state_dir: state/alone").write(toFile: config, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = productsDirectory.appendingPathComponent("flpeer")
-        p.arguments = ["join", "--config", config]
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        // Wait until it has signed its round-0 entry, then stop it.
-        let ledger = "\(root)/state/alone/ledger.sqlite"
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
-            if let show = try? ledgerTool("show", ledger), show.stdout.contains("update") { break }
-            Thread.sleep(forTimeInterval: 0.1)
-        }
-        kill(p.processIdentifier, SIGTERM)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 1)
-        #expect(stderr.contains("inst01 stopped by SIGTERM before the plan's end; the ledger at"), "\(stderr)")
-        let verify = try ledgerTool("verify", ledger, "--ca", "\(root)/pki/ca/ca.pem")
-        #expect(verify.status == 0 && verify.stdout.contains("1 chains, 2 entries"), "\(verify.stdout)\(verify.stderr)")
-    }
 }
 
 /// Network namespaces can be made here (root, iproute2).
