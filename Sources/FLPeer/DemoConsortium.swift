@@ -37,6 +37,7 @@ public struct DemoConsortium: Sendable {
 
     /// Prepares a consortium in `directory` (created if absent; it must be empty), or in a new temporary folder.
     public static func prepare(_ options: DemoOptions, in directory: String?) throws(DemoError) -> DemoConsortium {
+        try options.check()
         let graph = try options.graph()
         let root = try makeDirectory(directory)
         let (beta, declared, notes) = plannedTrimming(options, graph: graph)

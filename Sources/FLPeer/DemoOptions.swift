@@ -46,6 +46,19 @@ public struct DemoOptions: Sendable {
         self.dataPath = dataPath
     }
 
+    /// Refuses settings the consortium cannot be built from (the command
+    /// checks every option with a usage message; this guards library callers).
+    public func check() throws(DemoError) {
+        let problem: String? =
+            if !(2...99).contains(peers) { "peers must be from 2 to 99, got \(peers)" }
+            else if rounds < 1 { "rounds must be at least 1, got \(rounds)" }
+            else if !(0..<peers).contains(byzantine) { "byzantine must be from 0 to \(peers - 1), got \(byzantine)" }
+            else if byzantine > 0 && attackNames.isEmpty { "attackNames must name an attack for the \(byzantine) Byzantine member(s)" }
+            else if let w = sizeWeights, w.count != peers || !w.allSatisfy({ $0 > 0 && $0.isFinite }) { "sizeWeights must hold \(peers) positive numbers" }
+            else { nil }
+        if let problem { throw DemoError(.options, "demo options: \(problem)") }
+    }
+
     /// The institution ids, inst01…instNN.
     public var ids: [String] { (1...peers).map { String(format: "inst%02d", $0) } }
 
@@ -97,7 +110,7 @@ public struct DemoOptions: Sendable {
 public struct DemoError: Error, CustomStringConvertible, Sendable, Equatable {
     /// What failed.
     public enum Code: String, Sendable {
-        case directory, data, split, topology, files, spawn, memberFailed, results, interrupted
+        case options, directory, data, split, topology, files, spawn, memberFailed, results, interrupted
     }
 
     public let code: Code

@@ -54,6 +54,18 @@ struct DemoConsortiumTests {
         #expect((peer["round_seconds"] as? [Double])?.count == 3)
     }
 
+    /// Settings a consortium cannot be built from are refused before any file is written.
+    @Test func impossibleOptionsAreRefusedBeforeAnyFileIsWritten() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var o = try Self.options(rounds: 1)
+        o.byzantine = 1
+        o.attackNames = []
+        let refused = #expect(throws: DemoError.self) { try DemoConsortium.prepare(o, in: dir.appendingPathComponent("demo").path) }
+        #expect(refused?.code == .options && refused?.description.contains("attackNames") == true, "\(String(describing: refused))")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("demo").path))
+    }
+
     /// A member that cannot start fails the run at once, naming it and its log;
     /// the others are stopped instead of waiting out the round deadline (30 s).
     @Test func aMemberThatDiesEarlyFailsTheRunNamingIt() async throws {
