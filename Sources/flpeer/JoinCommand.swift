@@ -1,5 +1,4 @@
 import ArgumentParser
-import Dispatch
 import FLPeer
 import Foundation
 import Logging
@@ -11,8 +10,9 @@ struct JoinCommand: AsyncParsableCommand {
         discussion: """
             Prints one line per round (validation accuracy and loss, members heard, trimming, bytes in and out, seconds), \
             writes the final model to STATE_DIR/model.safetensors and a summary to STATE_DIR/summary.json. \
-            SIGINT or SIGTERM stop the peer between steps; every ledger entry written so far stays intact. \
-            Exit 0 on success, 1 with one sentence otherwise.
+            The peer runs as a service: SIGINT or SIGTERM start a graceful shutdown that stops it at its next step, closes \
+            its connections and leaves every ledger entry written so far intact. \
+            Exit 0 on success, 1 with one sentence otherwise (also when a signal stopped it before the plan's end).
             """
     )
 
@@ -42,55 +42,19 @@ struct JoinCommand: AsyncParsableCommand {
         let engine = RoundEngine(config: peer, logger: logger) { line in
             FileHandle.standardOutput.write(Data((line + "\n").utf8))
         }
-        let task = Task { try await engine.run() }
-        let stop = StopSignals { signal in
-            printErr("\(peer.id): \(signal) received; stopping after the current step")
-            task.cancel()
+        let service = PeerService(engine: engine) {
+            printErr("\(peer.id): shutdown requested; stopping after the current step")
         }
-        defer { stop.cancel() }
         do {
-            let summary = try await task.value
-            let final = summary.rounds.last
-            print(String(format: "%@: done: %d rounds, %.3f s per round, final validation accuracy %.4f; model %@, ledger %@",
-                         peer.id, summary.rounds.count, summary.secondsPerRound, final?.validationAccuracy ?? 0, summary.modelFile, summary.ledgerFile))
-        } catch is CancellationError {
-            throw CLIError("\(peer.id) stopped by \(stop.received ?? "a signal") before the plan's end; the ledger at \(peer.stateDirectory)/ledger.sqlite keeps every entry written so far")
+            try await SignalShutdown.run(service, logger: logger)
+        } catch let stop as Interrupted {
+            throw CLIError("\(peer.id) stopped by \(stop.signal) before the plan's end; the ledger at \(peer.stateDirectory)/ledger.sqlite keeps every entry written so far")
         } catch {
             throw CLIError("\(peer.id): \(error)")
         }
-    }
-}
-
-/// SIGINT and SIGTERM handlers that call `handler` once with the signal's name.
-final class StopSignals: @unchecked Sendable {
-    private var sources: [DispatchSourceSignal] = []
-    private let lock = NSLock()
-    private var name: String?
-
-    var received: String? {
-        lock.lock()
-        defer { lock.unlock() }
-        return name
-    }
-
-    init(_ handler: @escaping @Sendable (String) -> Void) {
-        for (sig, n) in [(SIGINT, "SIGINT"), (SIGTERM, "SIGTERM")] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { [weak self] in
-                guard let self else { return }
-                self.lock.lock()
-                let first = self.name == nil
-                if first { self.name = n }
-                self.lock.unlock()
-                if first { handler(n) }
-            }
-            source.resume()
-            sources.append(source)
-        }
-    }
-
-    func cancel() {
-        for s in sources { s.cancel() }
+        guard let summary = service.summary else { throw CLIError("\(peer.id): the peer stopped without a summary") }
+        let final = summary.rounds.last
+        print(String(format: "%@: done: %d rounds, %.3f s per round, final validation accuracy %.4f; model %@, ledger %@",
+                     peer.id, summary.rounds.count, summary.secondsPerRound, final?.validationAccuracy ?? 0, summary.modelFile, summary.ledgerFile))
     }
 }

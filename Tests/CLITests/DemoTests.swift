@@ -1,3 +1,4 @@
+import FLPeer
 import Foundation
 import Testing
 
@@ -316,48 +317,14 @@ struct DemoTests {
             #expect(r.status == 64 && r.stderr.contains(phrase), "\(args): \(r.status) \(r.stderr)")
         }
     }
-
-    /// A peer whose members never come stops on SIGTERM with a sentence, and its ledger is intact.
-    @Test func joinStopsCleanlyOnSIGTERM() throws {
-        let dir = try temporaryDirectory()
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let root = dir.appendingPathComponent("demo").path
-        let setup = try flpeer("demo", "--peers", "2", "--rounds", "1", "--dir", root, "--json")
-        #expect(setup.status == 0, "\(setup.stderr)")
-        // inst01 again, with a fresh state directory and no inst02 running.
-        let config = "\(root)/alone.yaml"
-        let original = try String(contentsOfFile: "\(root)/inst01.yaml", encoding: .utf8)
-        try original.replacingOccurrences(of: "state_dir: state/inst01", with: "state_dir: state/alone").write(toFile: config, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = productsDirectory.appendingPathComponent("flpeer")
-        p.arguments = ["join", "--config", config]
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        // Wait until it has signed its round-0 entry, then stop it.
-        let ledger = "\(root)/state/alone/ledger.sqlite"
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline {
-            if let show = try? ledgerTool("show", ledger), show.stdout.contains("update") { break }
-            Thread.sleep(forTimeInterval: 0.1)
-        }
-        kill(p.processIdentifier, SIGTERM)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 1)
-        #expect(stderr.contains("inst01 stopped by SIGTERM before the plan's end; the ledger at"), "\(stderr)")
-        let verify = try ledgerTool("verify", ledger, "--ca", "\(root)/pki/ca/ca.pem")
-        #expect(verify.status == 0 && verify.stdout.contains("1 chains, 2 entries"), "\(verify.stdout)\(verify.stderr)")
-    }
 }
 
-/// Three members made by `flpeer demo` (one round), re-planned by editing
-/// network.yaml, with fresh state directories, for `flpeer join` processes
-/// that a test starts, kills and restarts itself.
 /// Network namespaces can be made here (root, iproute2).
 let netnsAvailable: Bool = getuid() == 0 && ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].contains { FileManager.default.isExecutableFile(atPath: $0) }
 
+/// Three members prepared by `DemoConsortium.prepare` (one round), re-planned
+/// by editing network.yaml, with state directories of their own, for
+/// `flpeer join` processes that a test starts, kills and restarts itself.
 struct JoinCluster {
     static let ids = ["inst01", "inst02", "inst03"]
     let root: String
@@ -365,9 +332,10 @@ struct JoinCluster {
     /// `plan`: replacements in network.yaml; `extra`: lines appended to a member's peer file.
     /// `hosts`: the address each member listens on (and is dialled at) instead of 127.0.0.1.
     init(in dir: URL, plan: [(String, String)], extra: [String: String] = [:], hosts: [String: String] = [:]) throws {
-        root = dir.appendingPathComponent("demo").path
-        let setup = try flpeer("demo", "--peers", "3", "--rounds", "1", "--dir", root, "--json")
-        #expect(setup.status == 0, "\(setup.stderr)")
+        var options = DemoOptions(dataPath: try DemoOptions.resolveData("digits", executable: productsDirectory.appendingPathComponent("flpeer").path))
+        options.peers = 3
+        options.rounds = 1
+        root = try DemoConsortium.prepare(options, in: dir.appendingPathComponent("demo").path).directory
         var network = try String(contentsOfFile: "\(root)/network.yaml", encoding: .utf8)
         for (old, new) in plan { network = network.replacingOccurrences(of: old, with: new) }
         for (id, host) in hosts {
