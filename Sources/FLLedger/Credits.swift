@@ -221,8 +221,8 @@ public enum Credits {
     public static func accused(_ entries: [LedgerEntry]) -> [String: Int] {
         var positions: [String: Set<UInt64>] = [:]
         for e in entries where e.header.kind == .evidence {
-            guard let body = EntryBody.decode(e.body), let (author, seq) = Evidence.accused(body) else { continue }
-            positions[author, default: []].insert(seq)
+            guard let accused = Evidence.accused(e.body) else { continue }
+            positions[accused.author, default: []].insert(accused.seq)
         }
         return positions.mapValues(\.count)
     }

@@ -76,7 +76,7 @@ enum LedgerSchema {
 
     /// The Ed25519 key in a genesis entry's certificate, if the CA issued it to `author` in `consortium`.
     static func genesisKey(_ entry: LedgerEntry, author: String, consortium: String, ca: Certificate) -> Curve25519.Signing.PublicKey? {
-        guard let body = EntryBody.decode(entry.body), let pem = body["certificate"] as? String,
+        guard let pem = EntryBody.decode(EntryBody.Genesis.self, from: entry.body)?.certificate,
               let cert = try? Certificate(pemEncoded: pem),
               ca.publicKey.isValidSignature(cert.signature, for: cert), cert.issuer == ca.subject,
               let member = MemberCertificate(cert), member.institution == author, member.consortium == consortium

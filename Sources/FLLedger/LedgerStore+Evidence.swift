@@ -27,11 +27,10 @@ extension LedgerStore {
             let evidence = try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries WHERE kind = ?",
                                                     arguments: [Int64(EntryKind.evidence.rawValue)])
             for e in evidence {
-                guard let body = EntryBody.decode(e.body), let (author, seq) = Evidence.accused(body), !flagged.contains(author),
-                      let pair = Evidence.entries(body) else { continue }
-                let key = try LedgerSchema.storedKey(db, author: author, consortium: consortium, ca: caCertificate)
-                if Evidence.problem(pair[0], pair[1], author: author, seq: seq, consortium: consortium, key: key) == nil {
-                    flagged.insert(author)
+                guard let body = EntryBody.decode(Evidence.Body.self, from: e.body), !flagged.contains(body.author), let pair = body.pair else { continue }
+                let key = try LedgerSchema.storedKey(db, author: body.author, consortium: consortium, ca: caCertificate)
+                if Evidence.problem(pair.0, pair.1, author: body.author, seq: body.seq, consortium: consortium, key: key) == nil {
+                    flagged.insert(body.author)
                 }
             }
             return flagged.sorted()
@@ -43,7 +42,7 @@ extension LedgerStore {
         try pool.read { db in
             Set(try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries WHERE author = ? AND kind = ?",
                                          arguments: [author, Int64(EntryKind.evidence.rawValue)]).compactMap { e in
-                EntryBody.decode(e.body).flatMap(Evidence.accused).map { "\($0.author)#\($0.seq)" }
+                Evidence.accused(e.body).map { "\($0.author)#\($0.seq)" }
             })
         }
     }

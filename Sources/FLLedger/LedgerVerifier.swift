@@ -245,12 +245,13 @@ public enum LedgerVerifier {
                 equivocation(f.author, UInt64(f.seq), "fork row \(hex(f.hash.prefix(6)))")
             }
         }
-        for (row, header, body) in parsed where header.kind == .evidence {
-            guard let (author, seq) = Evidence.accused(body), let pair = Evidence.entries(body) else {
+        for (row, header, _) in parsed where header.kind == .evidence {
+            guard let body = EntryBody.decode(Evidence.Body.self, from: row.body), let pair = body.pair else {
                 find(row.author, row.seq, "evidence-valid", "an accused author and seq with two entries", "a malformed evidence body")
                 continue
             }
-            if let problem = Evidence.problem(pair[0], pair[1], author: author, seq: seq, consortium: consortium, key: keys[author]) {
+            let (author, seq) = (body.author, body.seq)
+            if let problem = Evidence.problem(pair.0, pair.1, author: author, seq: seq, consortium: consortium, key: keys[author]) {
                 find(row.author, row.seq, "evidence-valid", "two different entries signed by '\(author)' for seq \(seq)", problem)
             } else {
                 equivocation(author, seq, "evidence \(row.author)#\(row.seq)")
