@@ -8,8 +8,57 @@ import Testing
 /// other peers field by field as the independent Python tools read them.
 @Suite("entry bodies")
 struct BodyReadingTests {
+    /// (kind, body, header round), with the body-format problem both verifiers report.
+    static let cases: [(EntryKind, String, UInt64)] = [
+        (.genesis, #"{}"#, 0),
+        (.genesis, #"{"certificate": 5}"#, 0),
+        (.genesis, #"{"certificate": "-----BEGIN CERTIFICATE-----"}"#, 0),
+        (.update, #"{"update_hash": "11", "codec": "f32", "round": 1, "samples": 1}"#, 1),
+        (.update, #"{"base_hash": "00", "update_hash": "11", "codec": "f32", "round": "1", "samples": 1}"#, 1),
+        (.update, #"{"base_hash": "00", "update_hash": "11", "codec": "f32", "round": 1, "samples": true}"#, 1),
+        (.update, #"{"base_hash": "00", "update_hash": "11", "codec": "f32", "round": 2, "samples": 1.5}"#, 1),
+        (.update, #"{"base_hash": "00", "update_hash": "11", "codec": "f32", "round": 1.5, "samples": 1}"#, 1),
+        (.update, #"{"base_hash": "00", "update_hash": "11", "codec": "f32", "round": 1.0, "samples": 1, "metrics": {}}"#, 1),
+        (.aggregate, #"{"result_hash": "00", "included": [], "scores": {}, "round": 1}"#, 1),
+        (.aggregate, #"{"rule": "mean", "result_hash": "00", "included": {}, "scores": {}, "round": 1}"#, 1),
+        (.aggregate, #"{"rule": "mean", "result_hash": "00", "included": [{"author": 5}], "scores": [], "round": 1}"#, 1),
+        (.aggregate, #"{"rule": "mean", "result_hash": "00", "included": [], "scores": {"a": 1}, "round": "x"}"#, 1),
+        (.aggregate, #"{"rule": "mean", "result_hash": "00", "included": [{}], "scores": {"a": {"0": 1.5}}, "round": 3}"#, 3),
+        (.checkpoint, #"{"heads": {}}"#, 1),
+        (.checkpoint, #"{"heads": [{"author": "a", "seq": "x"}]}"#, 1),
+        (.evidence, #"{"seq": 1, "entries": [{}, {}]}"#, 1),
+        (.evidence, #"{"author": "b", "seq": "1", "entries": [{}, {}]}"#, 1),
+        (.evidence, #"{"author": "b", "seq": 1, "entries": [{}]}"#, 1),
+        (.evidence, #"{"author": "b", "seq": 1.5, "entries": [{}, {}]}"#, 1),
+    ]
+
+    @Test func bodyProblemsAreTheIndependentVerifiers() throws {
+        let swift = try Self.cases.map { kind, body, round in
+            let checked = try #require(LedgerVerifier.CheckedBody(kind, Array(body.utf8), round: round))
+            return checked.problem.map { [$0.expected, $0.found] }
+        }
+        #expect(swift[0] == ["field 'certificate' (PEM)", "missing"])
+        #expect(swift[10] == ["list field 'included'", "missing"])
+        #expect(swift[6] == ["body round 1", "2"] && swift[7] == ["body round 1", "1.5"] && swift[8] == nil)
+        #expect(swift[5] == nil, "true is a number, as Python's bool is an int")
+        #expect(swift.filter { $0 == nil }.count == 6)
+
+        let python = """
+            import json, sys
+            sys.path.insert(0, sys.argv[1])
+            from verify_ledger import body_problem
+            problems = [body_problem(kind, json.loads(body), rnd) for kind, body, rnd in json.load(sys.stdin)]
+            print(json.dumps([list(p) if p else None for p in problems]))
+            """
+        let input = try JSONSerialization.data(withJSONObject: Self.cases.map { [Int($0.0.rawValue), $0.1, $0.2] as [Any] })
+        let output = try runPython(python, [repository.appendingPathComponent("ledger-tools").path], input: input)
+        let theirs = try #require(try JSONSerialization.jsonObject(with: output) as? [Any])
+        #expect(theirs.map { $0 as? [String] } == swift)
+    }
+
     @Test func aBodyThatIsNoJSONObjectIsNoBody() {
         for body in ["[1, 2]", "5", "{\"a\": ", "", "{\"a\": 1} x"] {
+            #expect(LedgerVerifier.CheckedBody(.update, Array(body.utf8), round: 1) == nil, "\(body)")
             #expect(JSONValue.object(parsing: Array(body.utf8)) == nil, "\(body)")
         }
     }
@@ -43,4 +92,23 @@ struct BodyReadingTests {
         #expect(Evidence.accused(Array(#"{"author": "b", "seq": 4, "entries": 7}"#.utf8)) == Evidence.Accusation(author: "b", seq: 4))
         #expect(Evidence.accused(Array(#"{"author": "b", "seq": -1}"#.utf8)) == nil)
     }
+}
+
+/// The repository's root.
+let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// Runs Python code with `arguments`, feeding it `input`; its standard output.
+func runPython(_ code: String, _ arguments: [String], input: Data) throws -> Data {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = ["python3", "-c", code] + arguments
+    let stdin = Pipe(), stdout = Pipe()
+    p.standardInput = stdin
+    p.standardOutput = stdout
+    try p.run()
+    stdin.fileHandleForWriting.write(input)
+    try stdin.fileHandleForWriting.close()
+    let out = stdout.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return out
 }
