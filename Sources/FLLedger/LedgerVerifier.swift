@@ -5,7 +5,7 @@ import GRDB
 import X509
 
 /// One broken rule, named precisely enough to find and judge.
-public struct Finding: Equatable, Sendable, CustomStringConvertible {
+public struct Finding: Equatable, Sendable, Encodable, CustomStringConvertible {
     public let author: String
     public let seq: Int64
     /// Rule identifier from docs/ledger-spec.md, e.g. `hash`, `link`, `signature`.
