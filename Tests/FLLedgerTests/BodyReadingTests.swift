@@ -1,4 +1,5 @@
 import Crypto
+import FLCore
 import Foundation
 import Testing
 
@@ -91,6 +92,26 @@ struct BodyReadingTests {
         #expect(read.author == "b" && read.seq == 4 && read.pair?.0 == first && read.pair?.1 == second)
         #expect(Evidence.accused(Array(#"{"author": "b", "seq": 4, "entries": 7}"#.utf8)) == Evidence.Accusation(author: "b", seq: 4))
         #expect(Evidence.accused(Array(#"{"author": "b", "seq": -1}"#.utf8)) == nil)
+    }
+
+    /// The round-0 statistics blob, typed, is the bytes the round engine writes today.
+    @Test func statisticsBlobsAreWrittenAsBefore() throws {
+        let s = FeatureStatistics(count: 3, sums: [1.5, -2, 0.1], squares: [2.25, 4, 0.010000000000000002])
+        let before = try JSONSerialization.data(withJSONObject: ["count": s.count, "sums": s.sums, "squares": s.squares] as [String: Any],
+                                                options: [.sortedKeys, .withoutEscapingSlashes])
+        #expect(EntryBody.statistics(s) == Array(before))
+        #expect(EntryBody.statistics(from: EntryBody.statistics(s)) == s)
+        #expect(EntryBody.statistics(from: Array(#"{"count": -1, "sums": [], "squares": []}"#.utf8)) == nil)
+    }
+
+    /// Keys are sorted by code point, as Python's `json.dumps(sort_keys=True)`
+    /// sorts them (Foundation's `JSONSerialization`, the writer before, put
+    /// `inst2` before `inst10`; readers never depend on the order).
+    @Test func keysAreSortedByCodePoint() {
+        let body = EntryBody.aggregate(round: 1, included: [], rule: "mean", parameters: [:], resultHash: "00",
+                                       scores: ["inst2": ["10": 1, "9": 2], "inst10": ["B": 3, "a": 4]])
+        let text = String(decoding: body, as: UTF8.self)
+        #expect(text.contains(#""scores":{"inst10":{"B":3,"a":4},"inst2":{"10":1,"9":2}}"#), "\(text)")
     }
 }
 
