@@ -121,10 +121,18 @@ public struct TrainingPlan: Sendable, Equatable {
     public var classes: [String]?
     /// L2 penalty on weights during local training.
     public var l2: Double
-    /// `validation-loss` (default): when `maxByzantine` > 0, each peer drops up
-    /// to that many other members' updates that raise its validation loss
-    /// above the round's starting model, worst first; `none`: no screen.
-    public var screen: String = "validation-loss"
+    /// Which updates a peer drops before aggregating (`plan.screen`).
+    public var screen: Screen = .validationLoss
+
+    /// A screen of updates before aggregation.
+    public enum Screen: String, Sendable, CaseIterable {
+        /// When `maxByzantine` > 0, each peer drops up to that many other
+        /// members' updates that raise its validation loss above the round's
+        /// starting model, worst first (the default).
+        case validationLoss = "validation-loss"
+        /// No screen.
+        case none
+    }
 
     /// Local-training settings: SGD with momentum 0.9 for logreg, Adam for an MLP.
     public func trainingConfig(seed: UInt64) -> TrainingConfig {
@@ -140,7 +148,7 @@ public struct TrainingPlan: Sendable, Equatable {
             throw parent.error("plan", "is missing", "add a 'plan:' section with at least 'rounds: 30'")
         }
         try y.onlyKeys(["rounds", "model", "hidden", "rule", "beta", "local_epochs", "batch_size", "learning_rate", "l2", "quorum", "round_deadline_seconds", "max_byzantine", "seed", "label", "classes", "screen"])
-        let model = ModelSpec.Kind(rawValue: try y.choice("model", default: "logreg", options: ModelSpec.Kind.allCases.map(\.rawValue)))!
+        let model = try y.choice("model", default: ModelSpec.Kind.logreg)
         var hidden = [64]
         if let h = y.child("hidden") {
             let values = h.sequence?.compactMap(\.int) ?? (h.int.map { [$0] } ?? [])
@@ -174,7 +182,7 @@ public struct TrainingPlan: Sendable, Equatable {
             classes: classes,
             l2: try y.double("l2", default: model == .logreg ? 3e-3 : 1e-4, valid: { $0 >= 0 && $0 < 10 }, expectation: "a non-negative number")
         )
-        plan.screen = try y.choice("screen", default: "validation-loss", options: ["validation-loss", "none"])
+        plan.screen = try y.choice("screen", default: Screen.validationLoss)
         return plan
     }
 }

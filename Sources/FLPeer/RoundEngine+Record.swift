@@ -24,7 +24,7 @@ extension RoundEngine.Session {
     func screen(_ updates: [(RoundEngine.Accepted, [Float])], round r: Int, model: Network, baseParameters: [Float], data: RunData) throws
         -> (ordered: [(RoundEngine.Accepted, [Float])], screened: [EntryBody.Screened], baseLoss: Double?) {
         let budget = plan.maxByzantine - (plan.maxByzantine > 0 ? members.filter(Set(try store.flaggedAuthors(caCertificate: ca)).contains).count : 0)
-        guard plan.screen == "validation-loss" && budget > 0 else { return (updates, [], nil) }
+        guard plan.screen == .validationLoss && budget > 0 else { return (updates, [], nil) }
         var probe = model
         let baseLoss = model.evaluate(on: data.validation).logLoss
         // A loss that is not a number counts as the worst.
