@@ -8,11 +8,16 @@ public enum Evidence {
     public struct Body: Codable, Sendable, Equatable {
         /// One entry as stored, each part lowercase hex.
         public struct StoredEntry: Codable, Sendable, Equatable {
+            /// The header bytes.
             public var header: String
+            /// The body bytes.
             public var body: String
+            /// The stored hash.
             public var hash: String
+            /// The author's signature of the hash.
             public var signature: String
 
+            /// `e` as stored.
             public init(_ e: LedgerEntry) {
                 header = hex(e.headerBytes)
                 body = hex(e.body)
@@ -29,6 +34,7 @@ public enum Evidence {
 
         /// The accused author.
         public var author: String
+        /// The position in the accused author's chain that holds two entries.
         public var seq: UInt64
         /// The entry the writer held first, then the conflicting one.
         public var entries: [StoredEntry]
@@ -42,7 +48,9 @@ public enum Evidence {
 
     /// Who an evidence body accuses, read even when its entries are malformed.
     public struct Accusation: Decodable, Sendable, Equatable {
+        /// The accused author.
         public var author: String
+        /// The position the accusation names.
         public var seq: UInt64
     }
 

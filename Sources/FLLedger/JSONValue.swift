@@ -5,14 +5,19 @@ import Foundation
 /// rule counts only integer literals; `JSONDecoder` reads `5.0` and `1e3`
 /// as integers too) and for re-encoding a body as it is (`ledger-tool export`).
 public enum JSONValue: Sendable, Equatable {
+    /// `null`.
     case null
+    /// `true` or `false`.
     case bool(Bool)
     /// A number written without fraction or exponent that fits in 64 bits (signed).
     case integer(Int64)
     /// Any other number.
     case number(Double)
+    /// A string.
     case string(String)
+    /// A list.
     case array([JSONValue])
+    /// An object (keys unordered).
     case object([String: JSONValue])
 
     /// The JSON object or list in `bytes`, or nil when they hold neither.
@@ -57,11 +62,16 @@ public enum JSONValue: Sendable, Equatable {
         }
     }
 
+    /// The member `key` of an object; nil for other values and missing members.
     public subscript(key: String) -> JSONValue? { object?[key] }
 
+    /// The members, if this is an object.
     public var object: [String: JSONValue]? { if case .object(let o) = self { o } else { nil } }
+    /// The elements, if this is a list.
     public var array: [JSONValue]? { if case .array(let a) = self { a } else { nil } }
+    /// The text, if this is a string.
     public var string: String? { if case .string(let s) = self { s } else { nil } }
+    /// The value, if this is an integer literal.
     public var integer: Int64? { if case .integer(let i) = self { i } else { nil } }
     /// Any number (not true or false) as a double.
     public var number: Double? {
