@@ -22,13 +22,11 @@ public enum Credits {
     public static let ruleVersion = "class-median/2"
     /// A score as JSON carries it: an integer (no fraction, no exponent) of
     /// at most 2⁵³ in magnitude, so that every implementation reads the same
-    /// double and every sum stays finite; nil otherwise. JSON true/false are
-    /// not numbers (Foundation reads them as numbers of type "c").
-    static func score(_ x: Any) -> Double? {
-        guard let n = x as? NSNumber else { return nil }
-        let type = String(cString: n.objCType)
-        guard ["s", "i", "l", "q", "S", "I", "L", "Q"].contains(type), n.int64Value.magnitude <= 1 << 53, type != "Q" || n.uint64Value <= 1 << 53 else { return nil }
-        return Double(n.int64Value)
+    /// double and every sum stays finite; nil otherwise (true and false are
+    /// not numbers).
+    static func score(_ x: JSONValue) -> Double? {
+        guard let i = x.integer, i.magnitude <= 1 << 53 else { return nil }
+        return Double(i)
     }
 
     /// One assessor's aggregate entry for a round, as far as credits go.
@@ -59,30 +57,38 @@ public enum Credits {
 
         /// Reads an aggregate entry's body; nil for other kinds, malformed
         /// bodies, or scores that are not per class (an older scoring rule).
+        /// Every other field is read on its own, as `credits.py` reads it: a
+        /// malformed one is left out, not the entry.
         public init?(_ entry: LedgerEntry) {
-            guard entry.header.kind == .aggregate, let body = EntryBody.decode(entry.body),
-                  let raw = body["scores"] as? [String: Any] else { return nil }
+            guard entry.header.kind == .aggregate, let body = JSONValue.object(parsing: entry.body),
+                  let scores = Self.scores(body["scores"]) else { return nil }
+            let screened = body["screened"]?.array?.compactMap { $0["author"]?.string } ?? []
+            let scoring = body["scoring"]?.object
+            self.init(assessor: entry.header.author, round: entry.header.round, scores: scores, classes: scoring?["classes"]?.strings,
+                      screened: screened, gated: scoring?["gated"]?.stringValues ?? [:], recorded: body["credits"].flatMap(Self.recorded))
+        }
+
+        /// Member → class → score, if every score is one (`Credits.score`).
+        static func scores(_ value: JSONValue?) -> [String: [String: Double]]? {
+            guard let members = value?.object else { return nil }
             var scores: [String: [String: Double]] = [:]
-            for (member, v) in raw {
-                guard let perClass = v as? [String: Any] else { return nil }
+            for (member, perClass) in members {
+                guard let classes = perClass.object else { return nil }
                 var values: [String: Double] = [:]
-                for (c, x) in perClass {
+                for (c, x) in classes {
                     guard let v = Credits.score(x) else { return nil }
                     values[c] = v
                 }
                 scores[member] = values
             }
-            let screened = (body["screened"] as? [Any] ?? []).compactMap { ($0 as? [String: Any])?["author"] as? String }
-            let scoring = body["scoring"] as? [String: Any]
-            let gated = scoring?["gated"] as? [String: String] ?? [:]
-            let classes = scoring?["classes"] as? [String]
-            var recorded: EntryBody.RecordedCredits?
-            if let c = body["credits"] as? [String: Any], let r = (c["round"] as? NSNumber)?.uint64Value, let a = c["assessors"] as? [String],
-               let values = c["values"] as? [String: Any] {
-                recorded = .init(round: r, assessors: a, values: values.compactMapValues { ($0 as? NSNumber)?.doubleValue })
-            }
-            self.init(assessor: entry.header.author, round: entry.header.round, scores: scores, classes: classes, screened: screened, gated: gated,
-                      recorded: recorded)
+            return scores
+        }
+
+        /// An aggregate's `credits` field, when it has a round, assessors and values (values that are not numbers are left out).
+        static func recorded(_ value: JSONValue) -> EntryBody.RecordedCredits? {
+            guard let round = value["round"]?.integer.flatMap(UInt64.init(exactly:)), let assessors = value["assessors"]?.strings,
+                  let values = value["values"]?.object else { return nil }
+            return .init(round: round, assessors: assessors, values: values.compactMapValues(\.number))
         }
 
         /// The sum of this assessor's class-c scores for the other members
@@ -215,8 +221,8 @@ public enum Credits {
     public static func accused(_ entries: [LedgerEntry]) -> [String: Int] {
         var positions: [String: Set<UInt64>] = [:]
         for e in entries where e.header.kind == .evidence {
-            guard let body = EntryBody.decode(e.body), let (author, seq) = Evidence.accused(body) else { continue }
-            positions[author, default: []].insert(seq)
+            guard let accused = Evidence.accused(e.body) else { continue }
+            positions[accused.author, default: []].insert(accused.seq)
         }
         return positions.mapValues(\.count)
     }
@@ -259,12 +265,18 @@ public enum Credits {
         }
         let sum = lines.keys.sorted().map { lines[$0]!.total }.reduce(0, +)  // in id order, so every implementation adds alike
         if sum > 0 { for id in lines.keys { lines[id]!.share = lines[id]!.total / sum } }
+        let (checked, mismatches) = rederive(byRound)
+        return Report(institutions: lines.values.sorted { $0.id < $1.id }, rounds: rounds, recordedChecked: checked, mismatches: mismatches,
+                      unreadable: unreadable)
+    }
 
-        // Re-derive every credit a peer recorded, from the assessors it names.
+    /// Re-derives every credit a peer recorded, from the assessors it names:
+    /// how many were checked, and those that differ.
+    static func rederive(_ byRound: [UInt64: [String: Assessment]]) -> (checked: Int, mismatches: [Mismatch]) {
         var checked = 0
         var mismatches: [Mismatch] = []
         var derivedFor: [String: [String: Double]] = [:]
-        for r in rounds {
+        for r in byRound.keys.sorted() {
             for a in byRound[r]!.values.sorted(by: { $0.assessor < $1.assessor }) {
                 guard let rec = a.recorded else { continue }
                 let named = rec.assessors.compactMap { byRound[rec.round]?[$0] }
@@ -281,7 +293,6 @@ public enum Credits {
                 }
             }
         }
-        return Report(institutions: lines.values.sorted { $0.id < $1.id }, rounds: rounds, recordedChecked: checked, mismatches: mismatches,
-                      unreadable: unreadable)
+        return (checked, mismatches)
     }
 }

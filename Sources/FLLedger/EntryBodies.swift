@@ -5,14 +5,16 @@ import Foundation
 /// bytes, so any encoding of the same object is acceptable; flpeer writes
 /// keys sorted and hashes as lowercase hex.
 public enum EntryBody {
-    /// JSON bytes of `object` (keys sorted).
-    public static func encode(_ object: [String: Any]) -> [UInt8] {
-        Array((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data())
-    }
+    /// The round-0 blob of codec `feature-stats/v1` (docs/round-protocol.md):
+    /// `{"count":…,"squares":[…],"sums":[…]}`.
+    public static func statistics(_ s: FeatureStatistics) -> [UInt8] { encode(s) }
 
-    /// The JSON object in `bytes`, or nil.
-    public static func decode(_ bytes: [UInt8]) -> [String: Any]? {
-        (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any]
+    /// The statistics in a `feature-stats/v1` blob, if the count is not
+    /// negative and every sum is finite.
+    public static func statistics(from bytes: [UInt8]) -> FeatureStatistics? {
+        guard let s = decode(FeatureStatistics.self, from: bytes), s.count >= 0, s.sums.allSatisfy(\.isFinite), s.squares.allSatisfy(\.isFinite)
+        else { return nil }
+        return s
     }
 
     public static func genesis(certificatePEM: String) -> [UInt8] { encode(Genesis(certificate: certificatePEM)) }

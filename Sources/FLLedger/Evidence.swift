@@ -4,35 +4,64 @@ import Foundation
 /// A fork proof: two different entries signed by one author for the same
 /// (author, seq). Carried in `evidence` entries and in the `forks` table.
 public enum Evidence {
+    /// The body of an `evidence` entry (docs/ledger-spec.md).
+    public struct Body: Codable, Sendable, Equatable {
+        /// One entry as stored, each part lowercase hex.
+        public struct StoredEntry: Codable, Sendable, Equatable {
+            /// The header bytes.
+            public var header: String
+            /// The body bytes.
+            public var body: String
+            /// The stored hash.
+            public var hash: String
+            /// The author's signature of the hash.
+            public var signature: String
+
+            /// `e` as stored.
+            public init(_ e: LedgerEntry) {
+                header = hex(e.headerBytes)
+                body = hex(e.body)
+                hash = hex(e.hash)
+                signature = hex(e.signature)
+            }
+
+            /// The entry, if every part is hex and the header parses.
+            public var entry: LedgerEntry? {
+                guard let h = unhex(header), let b = unhex(body), let d = unhex(hash), let s = unhex(signature) else { return nil }
+                return try? LedgerEntry(headerBytes: h, body: b, hash: d, signature: s)
+            }
+        }
+
+        /// The accused author.
+        public var author: String
+        /// The position in the accused author's chain that holds two entries.
+        public var seq: UInt64
+        /// The entry the writer held first, then the conflicting one.
+        public var entries: [StoredEntry]
+
+        /// The two entries, if there are two and both parse.
+        public var pair: (LedgerEntry, LedgerEntry)? {
+            guard entries.count == 2, let first = entries[0].entry, let second = entries[1].entry else { return nil }
+            return (first, second)
+        }
+    }
+
+    /// Who an evidence body accuses, read even when its entries are malformed.
+    public struct Accusation: Decodable, Sendable, Equatable {
+        /// The accused author.
+        public var author: String
+        /// The position the accusation names.
+        public var seq: UInt64
+    }
+
     /// The body of an `evidence` entry accusing `first.header.author`.
     public static func body(first: LedgerEntry, second: LedgerEntry) -> [UInt8] {
-        func entry(_ e: LedgerEntry) -> [String: Any] {
-            ["header": hex(e.headerBytes), "body": hex(e.body), "hash": hex(e.hash), "signature": hex(e.signature)]
-        }
-        return EntryBody.encode([
-            "author": first.header.author, "seq": first.header.seq,
-            "entries": [entry(first), entry(second)],
-        ])
+        EntryBody.encode(Body(author: first.header.author, seq: first.header.seq, entries: [.init(first), .init(second)]))
     }
 
     /// The accused (author, seq) named by an evidence body, if it names one.
-    public static func accused(_ body: [String: Any]) -> (author: String, seq: UInt64)? {
-        guard let a = body["author"] as? String, let s = body["seq"] as? NSNumber, s.int64Value >= 0 else { return nil }
-        return (a, s.uint64Value)
-    }
-
-    /// The two entries of an evidence body, if both parse.
-    public static func entries(_ body: [String: Any]) -> [LedgerEntry]? {
-        guard let list = body["entries"] as? [[String: Any]], list.count == 2 else { return nil }
-        var out: [LedgerEntry] = []
-        for item in list {
-            guard let h = (item["header"] as? String).flatMap(unhex), let b = (item["body"] as? String).flatMap(unhex),
-                  let d = (item["hash"] as? String).flatMap(unhex), let s = (item["signature"] as? String).flatMap(unhex),
-                  let e = try? LedgerEntry(headerBytes: h, body: b, hash: d, signature: s)
-            else { return nil }
-            out.append(e)
-        }
-        return out
+    public static func accused(_ body: [UInt8]) -> Accusation? {
+        EntryBody.decode(Accusation.self, from: body)
     }
 
     /// Nil when `first` and `second` prove that `author` signed two different

@@ -104,7 +104,7 @@ public struct TrainingPlan: Sendable, Equatable {
     public var rounds: Int
     public var model: ModelSpec.Kind
     public var hidden: [Int]
-    public var rule: String
+    public var rule: Rule
     public var beta: Double
     public var localEpochs: Int
     public var batchSize: Int
@@ -121,10 +121,40 @@ public struct TrainingPlan: Sendable, Equatable {
     public var classes: [String]?
     /// L2 penalty on weights during local training.
     public var l2: Double
-    /// `validation-loss` (default): when `maxByzantine` > 0, each peer drops up
-    /// to that many other members' updates that raise its validation loss
-    /// above the round's starting model, worst first; `none`: no screen.
-    public var screen: String = "validation-loss"
+    /// Which updates a peer drops before aggregating (`plan.screen`).
+    public var screen: Screen = .validationLoss
+
+    /// How a peer combines the updates of a round (`plan.rule`).
+    public enum Rule: String, Sendable, CaseIterable, CustomStringConvertible {
+        case trimmedMean = "trimmed-mean"
+        case boundedTrimmedMean = "bounded-trimmed-mean"
+        case mean
+        case median
+        case clipping
+
+        public var description: String { rawValue }
+
+        /// The aggregation rule, with the plan's `beta` where it trims.
+        public func aggregation(beta: Double) -> AggregationRule {
+            switch self {
+            case .mean: .mean
+            case .median: .median
+            case .clipping: .clipping(tau: nil)
+            case .boundedTrimmedMean: .boundedTrimmedMean(beta: beta)
+            case .trimmedMean: .trimmedMean(beta: beta)
+            }
+        }
+    }
+
+    /// A screen of updates before aggregation.
+    public enum Screen: String, Sendable, CaseIterable {
+        /// When `maxByzantine` > 0, each peer drops up to that many other
+        /// members' updates that raise its validation loss above the round's
+        /// starting model, worst first (the default).
+        case validationLoss = "validation-loss"
+        /// No screen.
+        case none
+    }
 
     /// Local-training settings: SGD with momentum 0.9 for logreg, Adam for an MLP.
     public func trainingConfig(seed: UInt64) -> TrainingConfig {
@@ -133,14 +163,13 @@ public struct TrainingPlan: Sendable, Equatable {
                        l2: Float(l2), seed: seed)
     }
 
-    static let rules = ["trimmed-mean", "bounded-trimmed-mean", "mean", "median", "clipping"]
 
     static func load(_ y: YAMLReader?, in parent: YAMLReader, memberCount: Int) throws(ConfigError) -> TrainingPlan {
         guard let y else {
             throw parent.error("plan", "is missing", "add a 'plan:' section with at least 'rounds: 30'")
         }
         try y.onlyKeys(["rounds", "model", "hidden", "rule", "beta", "local_epochs", "batch_size", "learning_rate", "l2", "quorum", "round_deadline_seconds", "max_byzantine", "seed", "label", "classes", "screen"])
-        let model = ModelSpec.Kind(rawValue: try y.choice("model", default: "logreg", options: ModelSpec.Kind.allCases.map(\.rawValue)))!
+        let model = try y.choice("model", default: ModelSpec.Kind.logreg)
         var hidden = [64]
         if let h = y.child("hidden") {
             let values = h.sequence?.compactMap(\.int) ?? (h.int.map { [$0] } ?? [])
@@ -161,7 +190,7 @@ public struct TrainingPlan: Sendable, Equatable {
             rounds: try y.int("rounds", range: 1...100_000),
             model: model,
             hidden: hidden,
-            rule: try y.choice("rule", default: "trimmed-mean", options: rules),
+            rule: try y.choice("rule", default: Rule.trimmedMean),
             beta: try y.double("beta", default: 0.2, valid: { $0 >= 0 && $0 < 0.5 }, expectation: "a fraction from 0 up to (not including) 0.5"),
             localEpochs: try y.int("local_epochs", default: 1, range: 1...1000),
             batchSize: try y.int("batch_size", default: 32, range: 1...65536),
@@ -174,7 +203,7 @@ public struct TrainingPlan: Sendable, Equatable {
             classes: classes,
             l2: try y.double("l2", default: model == .logreg ? 3e-3 : 1e-4, valid: { $0 >= 0 && $0 < 10 }, expectation: "a non-negative number")
         )
-        plan.screen = try y.choice("screen", default: "validation-loss", options: ["validation-loss", "none"])
+        plan.screen = try y.choice("screen", default: Screen.validationLoss)
         return plan
     }
 }

@@ -102,7 +102,7 @@ public struct PeerConfig: Sendable {
         guard f > 0 else { return }
         let key = "plan.max_byzantine"
         switch plan.rule {
-        case "trimmed-mean", "bounded-trimmed-mean":
+        case .trimmedMean, .boundedTrimmedMean:
             let k = AggregationRule.trimCount(beta: plan.beta, n: n)
             if k < f {
                 let needed = (Double(f) / Double(n) * 100).rounded(.up) / 100
@@ -110,10 +110,10 @@ public struct PeerConfig: Sendable {
                                   problem: "is \(f), but trimmed-mean with beta \(plan.beta) over this peer's \(n) inputs (its neighbours and itself) trims only \(k) value(s) per side",
                                   fix: "raise plan.beta to at least \(needed) (below 0.5), lower max_byzantine, or give the peer more neighbours")
             }
-        case "mean":
+        case .mean:
             throw ConfigError(file: network.file, key: key, problem: "is \(f), but the plain mean absorbs no Byzantine member",
                               fix: "use rule: trimmed-mean, median or clipping, or set max_byzantine: 0")
-        default:
+        case .median, .clipping:
             if 2 * f >= n {
                 throw ConfigError(file: network.file, key: key, problem: "is \(f), but \(plan.rule) needs a majority of honest inputs and this peer aggregates \(n)",
                                   fix: "lower max_byzantine below \(n) / 2 or give the peer more neighbours")

@@ -24,7 +24,7 @@ extension RoundEngine.Session {
     func screen(_ updates: [(RoundEngine.Accepted, [Float])], round r: Int, model baseParameters: [Float], data: RunData) async throws
         -> (ordered: [(RoundEngine.Accepted, [Float])], screened: [EntryBody.Screened], baseLoss: Double?) {
         let budget = plan.maxByzantine - (plan.maxByzantine > 0 ? members.filter(Set(try store.flaggedAuthors(caCertificate: ca)).contains).count : 0)
-        guard plan.screen == "validation-loss" && budget > 0 else { return (updates, [], nil) }
+        guard plan.screen == .validationLoss && budget > 0 else { return (updates, [], nil) }
         let evaluations = try await data.learner.evaluate([baseParameters] + updates.map(\.1), on: .validation)
         guard evaluations.count == updates.count + 1 else { throw RoundError("the learner evaluated \(evaluations.count) of \(updates.count + 1) models") }
         let baseLoss = evaluations[0].logLoss
@@ -81,7 +81,7 @@ extension RoundEngine.Session {
         let late = try lateUpdates(before: UInt64(r), &s)
         let aggregate = EntryBody.aggregate(
             round: UInt64(r), included: ordered.enumerated().map { .init(author: $1.0.author, updateHash: $1.0.updateHash, trimmed: stats.trimmed[$0]) },
-            rule: plan.rule, parameters: parameters, resultHash: resultHash, scores: scores, late: late,
+            rule: plan.rule.rawValue, parameters: parameters, resultHash: resultHash, scores: scores, late: late,
             screened: screened, scoring: scoring, credits: recordedCredits)
         // The model is kept in the ledger file's local state in the same
         // transaction (no file per round); model.safetensors is written at the end.

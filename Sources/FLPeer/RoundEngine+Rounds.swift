@@ -102,11 +102,11 @@ extension RoundEngine.Session {
 
     /// Round 0: pooled feature statistics, so every member standardises alike.
     func agreeOnStandardisation(train: Dataset, validation: Dataset, classes: [String]) async throws -> RunData {
-        let statsBytes = EntryBody.encode(Self.statsObject(FeatureStatistics(of: train)))
+        let statsBytes = EntryBody.statistics(FeatureStatistics(of: train))
         let statsHash = hex(SHA256.hash(data: statsBytes))
         try await publish(round: 0, bytes: statsBytes, updateHash: statsHash, baseHash: "", samples: train.rows, codec: RoundEngine.statsCodec, metrics: [:])
         let statsIn: [(RoundEngine.Accepted, FeatureStatistics)] = try await exchange(round: 0, commitFirst: false, reveal: {}) { bytes, hash in
-            guard hex(SHA256.hash(data: bytes)) == hash, let s = Self.stats(bytes), s.sums.count == train.featureCount else { return nil }
+            guard hex(SHA256.hash(data: bytes)) == hash, let s = EntryBody.statistics(from: bytes), s.sums.count == train.featureCount else { return nil }
             return s
         }
         guard let scaler = FeatureStatistics.pooled(statsIn.map(\.1)) else { throw RoundError("the members' feature statistics do not combine (different feature counts?)") }

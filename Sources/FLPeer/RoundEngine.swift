@@ -195,31 +195,13 @@ public struct RoundEngine: Sendable {
             return (Int(last.header.round), net)
         }
 
-        var rule: AggregationRule {
-            switch plan.rule {
-            case "mean": .mean
-            case "median": .median
-            case "clipping": .clipping(tau: nil)
-            case "bounded-trimmed-mean": .boundedTrimmedMean(beta: plan.beta)
-            default: .trimmedMean(beta: plan.beta)
-            }
-        }
+        var rule: AggregationRule { plan.rule.aggregation(beta: plan.beta) }
 
         /// A per-member, per-round training seed.
         static func seed(_ planSeed: Int, _ id: String, _ round: Int) -> UInt64 {
             var h: UInt64 = 0xCBF2_9CE4_8422_2325
             for b in id.utf8 { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01B3 }
             return UInt64(planSeed) ^ h &+ UInt64(round) &* 0x9E37_79B9_7F4A_7C15
-        }
-
-        static func statsObject(_ s: FeatureStatistics) -> [String: Any] { ["count": s.count, "sums": s.sums, "squares": s.squares] }
-
-        static func stats(_ bytes: [UInt8]) -> FeatureStatistics? {
-            guard let o = EntryBody.decode(bytes), let n = (o["count"] as? NSNumber)?.intValue, n >= 0,
-                  let sums = (o["sums"] as? [NSNumber])?.map(\.doubleValue), let squares = (o["squares"] as? [NSNumber])?.map(\.doubleValue),
-                  sums.allSatisfy(\.isFinite), squares.allSatisfy(\.isFinite)
-            else { return nil }
-            return FeatureStatistics(count: n, sums: sums, squares: squares)
         }
 
         /// Signs this peer's update for `round` into its chain (once: a

@@ -90,6 +90,12 @@ struct YAMLReader {
         return s
     }
 
+    /// `choice` for a value named by an enum's raw values, in declaration order.
+    func choice<T: RawRepresentable & CaseIterable>(_ key: String, default fallback: T) throws(ConfigError) -> T where T.RawValue == String {
+        let name = try choice(key, default: fallback.rawValue, options: T.allCases.map(\.rawValue))
+        return T(rawValue: name) ?? fallback
+    }
+
     func mapping(_ key: String) throws(ConfigError) -> YAMLReader? {
         guard let v = child(key) else { return nil }
         guard v.mapping != nil else { throw error(keyPath(key), "must be a mapping of settings", "indent 'name: value' lines under '\(key):'", at: v) }

@@ -51,12 +51,8 @@ struct VerifyCommand: ParsableCommand {
             throw ExitCode(2)
         }
         if json {
-            let obj: [String: Any] = [
-                "ledger": ledger, "intact": report.intact, "chains": report.chains, "entries": report.entries, "rounds": report.rounds,
-                "findings": report.findings.map { ["author": $0.author, "seq": $0.seq, "rule": $0.rule, "expected": $0.expected, "found": $0.found] },
-            ]
-            let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
-            print(String(decoding: data, as: UTF8.self))
+            print(try jsonText(Summary(ledger: ledger, intact: report.intact, chains: report.chains, entries: report.entries, rounds: report.rounds,
+                                       findings: report.findings)))
         } else if report.intact {
             print("\(ledger): intact: \(report.chains) chains, \(report.entries) entries, \(report.rounds) rounds")
         } else {
@@ -65,6 +61,23 @@ struct VerifyCommand: ParsableCommand {
         }
         if !report.intact { throw ExitCode(1) }
     }
+
+    /// The `--json` output.
+    struct Summary: Encodable {
+        let ledger: String
+        let intact: Bool
+        let chains: Int
+        let entries: Int
+        let rounds: Int
+        let findings: [Finding]
+    }
+}
+
+/// `value` as one line of JSON, keys sorted at every level.
+func jsonText(_ value: some Encodable) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
 }
 
 /// Opens a ledger read-only for display, exiting 2 when it is unusable.
@@ -122,15 +135,42 @@ struct ExportCommand: ParsableCommand {
     }
 
     func run() throws {
-        for e in try readEntries(ledger) {
+        for e in try readEntries(ledger) { print(try jsonText(Line(e))) }
+    }
+
+    /// One entry's line.
+    struct Line: Encodable {
+        let author: String
+        let seq: UInt64
+        let kind: String
+        let round: UInt64
+        let timeMs: Int64
+        let consortium: String
+        let prev: String
+        let hash: String
+        let signature: String
+        let header: String
+        /// The body as parsed; null when it is not a JSON object.
+        let body: JSONValue
+
+        init(_ e: LedgerEntry) {
             let h = e.header
-            let obj: [String: Any] = [
-                "author": h.author, "seq": h.seq, "kind": "\(h.kind)", "round": h.round, "time_ms": h.timeMillis,
-                "consortium": h.consortium, "prev": hex(h.prev), "hash": hex(e.hash), "signature": hex(e.signature),
-                "header": hex(e.headerBytes), "body": EntryBody.decode(e.body) ?? NSNull(),
-            ]
-            let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
-            print(String(decoding: data, as: UTF8.self))
+            author = h.author
+            seq = h.seq
+            kind = "\(h.kind)"
+            round = h.round
+            timeMs = h.timeMillis
+            consortium = h.consortium
+            prev = hex(h.prev)
+            hash = hex(e.hash)
+            signature = hex(e.signature)
+            header = hex(e.headerBytes)
+            body = JSONValue.object(parsing: e.body).map(JSONValue.object) ?? .null
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case author, seq, kind, round, consortium, prev, hash, signature, header, body
+            case timeMs = "time_ms"
         }
     }
 }

@@ -96,25 +96,51 @@ struct ReportCommand: ParsableCommand {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    static func jsonObject(_ r: Credits.Report) -> [String: Any] {
-        [
-            "rule": Credits.ruleVersion,
-            "rounds": r.rounds,
-            "institutions": r.institutions.map { i -> [String: Any] in
-                [
-                    "id": i.id, "total": i.total, "negative": i.negative, "share": i.share,
-                    "rounds": Dictionary(uniqueKeysWithValues: i.rounds.map { ("\($0.key)", $0.value) }),
-                    "rounds_contributed": i.roundsContributed, "times_screened": i.timesScreened, "gated": i.gated, "evidence": i.evidence,
-                ]
-            },
-            "recorded_credits_checked": r.recordedChecked,
-            "mismatches": r.mismatches.map(\.description),
-        ]
+    /// The `--format json` report.
+    struct JSONReport: Encodable {
+        struct Line: Encodable {
+            let id: String
+            let total: Double
+            let negative: Double
+            let share: Double
+            /// Round (as text) → paid credit.
+            let rounds: [String: Double]
+            let roundsContributed: Int
+            let timesScreened: Int
+            let gated: [String: Int]
+            let evidence: Int
+
+            enum CodingKeys: String, CodingKey {
+                case id, total, negative, share, rounds, gated, evidence
+                case roundsContributed = "rounds_contributed", timesScreened = "times_screened"
+            }
+        }
+        let rule: String
+        let rounds: [UInt64]
+        let institutions: [Line]
+        let recordedCreditsChecked: Int
+        let mismatches: [String]
+
+        enum CodingKeys: String, CodingKey {
+            case rule, rounds, institutions, mismatches
+            case recordedCreditsChecked = "recorded_credits_checked"
+        }
+
+        init(_ r: Credits.Report) {
+            rule = Credits.ruleVersion
+            rounds = r.rounds
+            institutions = r.institutions.map { i in
+                Line(id: i.id, total: i.total, negative: i.negative, share: i.share,
+                     rounds: Dictionary(uniqueKeysWithValues: i.rounds.map { ("\($0.key)", $0.value) }),
+                     roundsContributed: i.roundsContributed, timesScreened: i.timesScreened, gated: i.gated, evidence: i.evidence)
+            }
+            recordedCreditsChecked = r.recordedChecked
+            mismatches = r.mismatches.map(\.description)
+        }
     }
 
     static func json(_ r: Credits.Report) throws -> String {
-        let data = try JSONSerialization.data(withJSONObject: jsonObject(r), options: [.sortedKeys, .withoutEscapingSlashes])
-        return String(decoding: data, as: UTF8.self) + "\n"
+        try jsonText(JSONReport(r)) + "\n"
     }
 
     static func escape(_ s: String) -> String {
@@ -122,14 +148,15 @@ struct ReportCommand: ParsableCommand {
             .replacingOccurrences(of: "\"", with: "&quot;")
     }
 
-    /// One self-contained page: a table and three inline SVG charts
-    /// (cumulative credits over rounds, shares, an institution × round heatmap).
-    static func html(_ r: Credits.Report, title: String) -> String {
-        let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
-        func color(_ i: Int) -> String { palette[i % palette.count] }
+    static let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+    static func color(_ i: Int) -> String { palette[i % palette.count] }
+    /// The width of every chart, in pixels.
+    static let chartWidth = 640.0
+
+    /// Cumulative credits over rounds: one line per institution.
+    static func cumulativeChart(_ r: Credits.Report) -> String {
         let insts = r.institutions
-        // Cumulative credits over rounds.
-        let w = 640.0, h = 300.0, left = 50.0, bottom = 30.0
+        let w = chartWidth, h = 300.0, left = 50.0, bottom = 30.0
         let cumulative = insts.map { i -> [Double] in
             var sum = 0.0
             return r.rounds.map { sum += max(0, i.rounds[$0] ?? 0); return sum }
@@ -148,9 +175,13 @@ struct ReportCommand: ParsableCommand {
             let points = series.enumerated().map { "\(x($0.offset)),\(y($0.element))" }.joined(separator: " ")
             line += "<polyline fill=\"none\" stroke=\"\(color(k))\" stroke-width=\"2\" points=\"\(points)\"><title>\(escape(insts[k].id))</title></polyline>"
         }
-        line += "</svg>"
-        // Shares.
-        let barH = 22.0
+        return line + "</svg>"
+    }
+
+    /// Each institution's share of the total credit, as bars.
+    static func shareBars(_ r: Credits.Report) -> String {
+        let insts = r.institutions
+        let w = chartWidth, barH = 22.0
         var bars = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(w))\" height=\"\(Int(barH * Double(insts.count) + 10))\" role=\"img\" aria-label=\"shares of the total credit\">"
         for (k, i) in insts.enumerated() {
             let yy = 5 + barH * Double(k)
@@ -158,9 +189,13 @@ struct ReportCommand: ParsableCommand {
             bars += "<rect x=\"120\" y=\"\(yy + 3)\" width=\"\((w - 200) * i.share)\" height=\"\(barH - 6)\" fill=\"\(color(k))\"/>"
             bars += "<text x=\"\(125 + (w - 200) * i.share)\" y=\"\(yy + 15)\" font-size=\"12\">\(String(format: "%.1f%%", 100 * i.share))</text>"
         }
-        bars += "</svg>"
-        // Heatmap: institution × round, credits in green (white: zero), grey: not heard.
-        let cell = max(8.0, min(24.0, (w - 120) / Double(max(r.rounds.count, 1))))
+        return bars + "</svg>"
+    }
+
+    /// Institution × round: credits in green (white: zero), grey: not heard.
+    static func heatmap(_ r: Credits.Report) -> String {
+        let insts = r.institutions
+        let cell = max(8.0, min(24.0, (chartWidth - 120) / Double(max(r.rounds.count, 1))))
         let maxAbs = max(insts.flatMap { $0.rounds.values.map(abs) }.max() ?? 0, 1e-9)
         var heat = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(120 + cell * Double(r.rounds.count) + 10))\" height=\"\(Int(cell * Double(insts.count) + 30))\" role=\"img\" aria-label=\"credit per institution and round\">"
         for (k, i) in insts.enumerated() {
@@ -172,7 +207,13 @@ struct ReportCommand: ParsableCommand {
                 heat += "<rect x=\"\(120 + cell * Double(c))\" y=\"\(cell * Double(k))\" width=\"\(cell - 1)\" height=\"\(cell - 1)\" fill=\"\(fill)\"><title>\(escape(i.id)), round \(round): \(v.map(number) ?? "not heard")</title></rect>"
             }
         }
-        heat += "<text x=\"120\" y=\"\(cell * Double(insts.count) + 20)\" font-size=\"11\">rounds \(r.rounds.first.map { "\($0)" } ?? "-")–\(r.rounds.last.map { "\($0)" } ?? "-") (green: credit, grey: not heard)</text></svg>"
+        return heat + "<text x=\"120\" y=\"\(cell * Double(insts.count) + 20)\" font-size=\"11\">rounds \(r.rounds.first.map { "\($0)" } ?? "-")–\(r.rounds.last.map { "\($0)" } ?? "-") (green: credit, grey: not heard)</text></svg>"
+    }
+
+    /// One self-contained page: a table and three inline SVG charts
+    /// (cumulative credits over rounds, shares, an institution × round heatmap).
+    static func html(_ r: Credits.Report, title: String) -> String {
+        let insts = r.institutions
         var rows = ""
         for i in insts {
             rows += "<tr><td>\(escape(i.id))</td><td>\(number(i.total))</td><td>\(String(format: "%.1f%%", 100 * i.share))</td><td>\(number(i.negative))</td>"
@@ -197,12 +238,12 @@ struct ReportCommand: ParsableCommand {
             <tr><th>institution</th><th>total</th><th>share</th><th>negative</th><th>rounds contributed</th><th>times screened</th><th>gated</th><th>evidence</th></tr>
             \(rows)</table>
             <h2>Cumulative credits over rounds</h2>
-            \(line)
+            \(cumulativeChart(r))
             <p>\(insts.enumerated().map { "<span style=\"color:\(color($0.offset))\">■</span> \(escape($0.element.id))" }.joined(separator: " &nbsp; "))</p>
             <h2>Shares</h2>
-            \(bars)
+            \(shareBars(r))
             <h2>Credit per institution and round</h2>
-            \(heat)
+            \(heatmap(r))
             </body>
             </html>
 

@@ -24,7 +24,7 @@ struct LedgerToolTests {
         #expect(ok.status == 0, "\(ok.stderr)")
         #expect(ok.stdout == "\(path): intact: 1 chains, 2 entries, 1 rounds\n")
         let json = try ledgerTool("verify", path, "--ca", caPath, "--json")
-        #expect(json.stdout.contains("\"intact\":true"))
+        #expect(json.stdout == #"{"chains":1,"entries":2,"findings":[],"intact":true,"ledger":"\#(path)","rounds":1}"# + "\n")
 
         let show = try ledgerTool("show", path)
         #expect(show.status == 0 && show.stdout.contains("alice") && show.stdout.contains("update") && show.stdout.hasSuffix("2 entries\n"))
@@ -33,6 +33,14 @@ struct LedgerToolTests {
         #expect(lines.count == 2)
         let second = try #require(try JSONSerialization.jsonObject(with: Data(lines[1].utf8)) as? [String: Any])
         #expect(second["kind"] as? String == "update" && (second["body"] as? [String: Any])?["update_hash"] as? String == "11")
+        // Keys sorted at every level; the body as stored.
+        #expect(lines[1].hasPrefix(#"{"author":"alice","body":{"base_hash":"00","codec":"f32","metrics":{"accuracy":0.5},"round":1,"samples":5,"update_hash":"11"},"consortium":"demo","hash":""#))
+        #expect(lines[1].contains(#","kind":"update","prev":""#) && lines[1].contains(#","round":1,"seq":1,"signature":""#) && lines[1].contains(#","time_ms":"#))
+        let report = try ledgerTool("report", path, "--format", "json")
+        #expect(report.stdout == #"""
+            {"institutions":[{"evidence":0,"gated":{},"id":"alice","negative":0,"rounds":{},"rounds_contributed":0,"share":0,"times_screened":0,"total":0}],"mismatches":[],"recorded_credits_checked":0,"rounds":[],"rule":"class-median/2"}
+
+            """#, "\(report.stdout)")
 
         // A certificate from another CA: every entry fails; exit 1 with findings naming author, seq and rule.
         let other = try ConsortiumCA.create(consortium: "demo")
@@ -41,6 +49,9 @@ struct LedgerToolTests {
         let bad = try ledgerTool("verify", path, "--ca", otherPath)
         #expect(bad.status == 1)
         #expect(bad.stdout.contains("alice#0 genesis-certificate: expected a certificate for 'alice' issued by the consortium CA, found none"), "\(bad.stdout)")
+        let badJSON = try ledgerTool("verify", path, "--ca", otherPath, "--json")
+        #expect(badJSON.status == 1 && badJSON.stdout.contains(
+            #"{"author":"alice","expected":"a certificate for 'alice' issued by the consortium CA","found":"none","rule":"genesis-certificate","seq":0}"#))
 
         #expect(try ledgerTool("verify", dir.appendingPathComponent("nope.sqlite").path, "--ca", caPath).status == 2)
         #expect(try ledgerTool("verify", caPath, "--ca", caPath).status == 2)

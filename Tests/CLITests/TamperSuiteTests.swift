@@ -188,8 +188,8 @@ struct TamperSuiteTests {
         },
         Case(name: "re-sign an edited entry with another institution's key", file: "a", against: [], rule: "signature") { f, copy in
             let original = try LedgerReader.entries(path: copy).first { $0.header.author == "b" && $0.header.seq == 2 }!
-            var body = EntryBody.decode(original.body)!
-            body["scores"] = ["a": 0.0, "b": 1.0, "c": 0.0]
+            guard var body = EntryBody.decode(EntryBody.Aggregate.self, from: original.body) else { throw TestFailure(description: "b#2 is not an aggregate") }
+            body.scores = ["a": ["0": 0], "b": ["0": 1], "c": ["0": 0]]
             let forged = try LedgerEntry.make(header: original.header, body: EntryBody.encode(body), key: f.keys["c"]!)
             return "db.execute(\"UPDATE entries SET header=x'\(hex(forged.headerBytes))', body=x'\(hex(forged.body))', hash=x'\(hex(forged.hash))', signature=x'\(hex(forged.signature))' WHERE author='b' AND seq=2\")"
         },

@@ -75,7 +75,8 @@ struct ConfigTests {
         #expect(peer.id == "alice" && peer.network.consortium == "demo")
         #expect(peer.network.members.map(\.id) == ["alice", "bob"])
         #expect(peer.dial == ["bob"])
-        #expect(peer.network.plan.rounds == 5 && peer.network.plan.rule == "median" && peer.network.plan.quorum == 2)
+        #expect(peer.network.plan.rounds == 5 && peer.network.plan.rule == .median && peer.network.plan.quorum == 2)
+        #expect(peer.network.plan.screen == .validationLoss && peer.network.plan.model == .logreg)
         #expect(peer.stateDirectory == "\(f.dir)/state/alice")
         let gossip = try peer.gossipConfig()
         #expect(gossip.dial.map(\.port) == [7002])
@@ -86,6 +87,8 @@ struct ConfigTests {
         ("network.yaml", "rounds: 5", "rounds: many", "network.yaml", "plan.rounds", "whole number"),
         ("network.yaml", "address: 127.0.0.1:7002", "address: 127.0.0.1", "network.yaml", "members[1].address", "HOST:PORT"),
         ("network.yaml", "rule: median", "rule: majority", "network.yaml", "plan.rule", "trimmed-mean"),
+        ("network.yaml", "rule: median", "rule: median\n  screen: loss", "network.yaml", "plan.screen", "use one of: validation-loss, none"),
+        ("network.yaml", "rule: median", "rule: median\n  model: cnn", "network.yaml", "plan.model", "use one of: logreg, mlp"),
         ("network.yaml", "ca: ca/ca.pem", "ca: nowhere.pem", "network.yaml", "ca", "does not exist"),
         ("network.yaml", "  - id: bob", "  - id: alice", "network.yaml", "members[1].id", "different id"),
         ("network.yaml", "consortium: demo", "consortium: Demo Group", "network.yaml", "consortium", "lowercase"),
@@ -112,6 +115,14 @@ struct ConfigTests {
         #expect(sentence.contains(phrase), "\(sentence)")
         #expect(sentence.hasSuffix(".") && !sentence.dropLast().contains("\n"))
         if !key.isEmpty { #expect(sentence.contains("key '\(key)'")) }
+    }
+
+    @Test func theScreenIsReadOnce() throws {
+        let f = try ConfigFixture()
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        try f.write("network.yaml", ConfigFixture.network.replacingOccurrences(of: "rule: median", with: "rule: median\n  screen: none\n  model: mlp"))
+        let plan = try PeerConfig.load("\(f.dir)/alice.yaml").network.plan
+        #expect(plan.screen == .none && plan.model == .mlp)
     }
 
     @Test func anAttackSectionIsParsedForEvaluation() throws {
