@@ -19,12 +19,36 @@ struct Run {
     let stderr: String
 }
 
-func flpeer(_ arguments: String...) throws -> Run { try runProduct("flpeer", arguments) }
+func flpeer(_ arguments: String...) async throws -> Run { try await runProduct("flpeer", arguments) }
 
-func ledgerTool(_ arguments: String...) throws -> Run { try runProduct("ledger-tool", arguments) }
+func ledgerTool(_ arguments: String...) async throws -> Run { try await runProduct("ledger-tool", arguments) }
+
+/// Runs `work` on a thread of its own. Waiting for a process blocks, and a
+/// blocked thread of Swift's cooperative pool (two on this machine) stalls
+/// every other test in the process, the gossip tests' TLS handshakes among them.
+func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try work() }) }.start()
+    }
+}
+
+/// Waits for `process` to exit, off the cooperative pool.
+func exited(_ process: Process) async {
+    _ = try? await offPool { process.waitUntilExit() }
+}
+
+/// Everything written to `pipe` until its writers close it, read off the cooperative pool.
+func readAll(_ pipe: Pipe) async -> String {
+    let data = (try? await offPool { pipe.fileHandleForReading.readDataToEndOfFile() }) ?? Data()
+    return String(decoding: data, as: UTF8.self)
+}
 
 /// Runs one of the built executables (or a program at an absolute path) and collects its output.
-func runProduct(_ name: String, _ arguments: [String]) throws -> Run {
+func runProduct(_ name: String, _ arguments: [String]) async throws -> Run {
+    try await offPool { try runProductBlocking(name, arguments) }
+}
+
+func runProductBlocking(_ name: String, _ arguments: [String]) throws -> Run {
     let p = Process()
     p.executableURL = name.hasPrefix("/") ? URL(fileURLWithPath: name) : productsDirectory.appendingPathComponent(name)
     p.arguments = arguments
@@ -46,8 +70,8 @@ func temporaryDirectory() throws -> URL {
 
 @Suite("flpeer command line")
 struct CLITests {
-    @Test func trainPrintsJSONWithAccuracyOnBundledData() throws {
-        let r = try flpeer("train", "--data", repository.appendingPathComponent("data/breast_cancer.csv").path, "--seed", "3", "--json")
+    @Test func trainPrintsJSONWithAccuracyOnBundledData() async throws {
+        let r = try await flpeer("train", "--data", repository.appendingPathComponent("data/breast_cancer.csv").path, "--seed", "3", "--json")
         #expect(r.status == 0, "\(r.stderr)")
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         let accuracy = try #require(obj["accuracy"] as? Double)
@@ -56,7 +80,7 @@ struct CLITests {
         #expect((obj["confusion_matrix"] as? [[Int]])?.count == 2)
     }
 
-    @Test func anyNumericCSVTrainsWithoutCodeChanges() throws {
+    @Test func anyNumericCSVTrainsWithoutCodeChanges() async throws {
         // Three text classes, five features, label column not last: separable clusters.
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -75,7 +99,7 @@ struct CLITests {
         let path = dir.appendingPathComponent("custom.csv").path
         try csv.write(toFile: path, atomically: true, encoding: .utf8)
         for model in ["logreg", "mlp"] {
-            let r = try flpeer("train", "--data", path, "--label", "kind", "--model", model, "--hidden", "16,8", "--epochs", "20", "--json")
+            let r = try await flpeer("train", "--data", path, "--label", "kind", "--model", model, "--hidden", "16,8", "--epochs", "20", "--json")
             #expect(r.status == 0, "\(r.stderr)")
             let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
             #expect((obj["accuracy"] as? Double ?? 0) > 0.9)
@@ -83,24 +107,24 @@ struct CLITests {
         }
     }
 
-    @Test func badCSVExitsOneNamingFileLineAndColumn() throws {
+    @Test func badCSVExitsOneNamingFileLineAndColumn() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("bad.csv").path
         try "a,b,label\n1,2,0\n3,4,1\n5,oops,0\n".write(toFile: path, atomically: true, encoding: .utf8)
-        let r = try flpeer("train", "--data", path)
+        let r = try await flpeer("train", "--data", path)
         #expect(r.status == 1)
         #expect(r.stderr.contains("bad.csv, line 4, column 'b': 'oops' is not a finite number"), "\(r.stderr)")
-        let usage = try flpeer("train", "--data", path, "--epochs", "0")
+        let usage = try await flpeer("train", "--data", path, "--epochs", "0")
         #expect(usage.status == 64)
         #expect(usage.stderr.contains("--epochs must be at least 1"))
     }
 
-    @Test func dataSplitWritesEveryRowOnceAndPrintsHistograms() throws {
+    @Test func dataSplitWritesEveryRowOnceAndPrintsHistograms() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let source = repository.appendingPathComponent("data/digits.csv").path
-        let r = try flpeer("data", "split", "--data", source, "--parts", "5", "--alpha", "0.5", "--seed", "1", "--out", dir.path)
+        let r = try await flpeer("data", "split", "--data", source, "--parts", "5", "--alpha", "0.5", "--seed", "1", "--out", dir.path)
         #expect(r.status == 0, "\(r.stderr)")
         let lines = r.stdout.split(separator: "\n")
         #expect(lines.first?.hasPrefix("label") == true)
@@ -122,7 +146,7 @@ struct CLITests {
 
 @Suite("loopback example")
 struct LoopbackExampleTests {
-    @Test func makeCertsCreatesAWorkingThreeMemberConsortium() throws {
+    @Test func makeCertsCreatesAWorkingThreeMemberConsortium() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let copy = dir.appendingPathComponent("loopback")
@@ -136,20 +160,20 @@ struct LoopbackExampleTests {
         p.standardOutput = out
         p.standardError = out
         try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
+        let text = await readAll(out)
+        await exited(p)
         #expect(p.terminationStatus == 0, "\(text)")
         for id in ["alice", "bob", "carol"] {
             #expect(text.contains("\(id).yaml: member '\(id)' of 'loopback-demo' (3 members)"), "\(text)")
             #expect(FileManager.default.fileExists(atPath: copy.appendingPathComponent("pki/\(id)/\(id).pem").path))
         }
         // A revoked member's file is then refused by its own check.
-        let r = try flpeer("ca", "revoke", "--ca", copy.appendingPathComponent("pki/ca").path, "--cert", copy.appendingPathComponent("pki/bob/bob.pem").path)
+        let r = try await flpeer("ca", "revoke", "--ca", copy.appendingPathComponent("pki/ca").path, "--cert", copy.appendingPathComponent("pki/bob/bob.pem").path)
         #expect(r.status == 0)
         #expect(r.stdout.contains("now lists 1 certificate"))
-        let check = try flpeer("config", "check", "--config", copy.appendingPathComponent("bob.yaml").path)
+        let check = try await flpeer("config", "check", "--config", copy.appendingPathComponent("bob.yaml").path)
         #expect(check.status == 1)
         #expect(check.stderr.contains("key 'certificate' is revoked"), "\(check.stderr)")
-        #expect(try flpeer("config", "check", "--config", copy.appendingPathComponent("alice.yaml").path).status == 0)
+        #expect(try await flpeer("config", "check", "--config", copy.appendingPathComponent("alice.yaml").path).status == 0)
     }
 }

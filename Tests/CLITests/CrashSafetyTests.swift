@@ -38,9 +38,9 @@ struct CrashSafetyTests {
             state = state &* 6364136223846793005 &+ 1442695040888963407
             try await Task.sleep(for: .milliseconds(40 + Int(state >> 33) % 200))
             kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            await exited(p)
             if p.terminationReason == .uncaughtSignal { kills += 1 }
-            let acked = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let acked = await readAll(out)
                 .split(separator: "\n").compactMap { $0.hasPrefix("acked ") ? Int64($0.dropFirst(6)) : nil }
             if let last = acked.last { lastAcked = max(lastAcked, last) }
             // The file opens as a restarting peer opens it (a writer killed before its

@@ -18,7 +18,7 @@ struct CreditScriptTests {
         (2, "c", ["x", "y"], ["a": ["x": 20, "y": 10], "b": ["x": -40, "y": 30], "c": ["x": 50, "y": 60]], []),
     ]
 
-    @Test func swiftAndPythonGiveTheDocumentedFigures() throws {
+    @Test func swiftAndPythonGiveTheDocumentedFigures() async throws {
         var entries: [LedgerEntry] = []
         var lines: [String] = []
         func add(_ author: String, _ seq: UInt64, _ round: UInt64, _ kind: EntryKind, _ body: [UInt8]) throws {
@@ -52,7 +52,7 @@ struct CreditScriptTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let file = dir.appendingPathComponent("doc.jsonl").path
         try lines.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
-        let run = try runProcess("python3", [repository.appendingPathComponent("ledger-tools/credits.py").path, file, "--json"])
+        let run = try await runProcess("python3", [repository.appendingPathComponent("ledger-tools/credits.py").path, file, "--json"])
         #expect(run.status == 0, "\(run.stderr)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
         let python = Dictionary(uniqueKeysWithValues: try #require(object["institutions"] as? [[String: Any]]).map { ($0["id"] as? String ?? "?", $0) })

@@ -10,11 +10,11 @@ struct CreditTests {
     /// (`report --verify`); the independent script agrees exactly with the
     /// report; the HTML page parses, loads nothing from elsewhere and names
     /// every institution.
-    @Test func creditsRewardContributorsAndReDeriveEverywhere() throws {
+    @Test func creditsRewardContributorsAndReDeriveEverywhere() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let root = dir.appendingPathComponent("demo").path
-        let r = try flpeer("demo", "--peers", "4", "--rounds", "4", "--byzantine", "1", "--attack", "free-rider", "--seed", "1", "--dir", root, "--json")
+        let r = try await flpeer("demo", "--peers", "4", "--rounds", "4", "--byzantine", "1", "--attack", "free-rider", "--seed", "1", "--dir", root, "--json")
         #expect(r.status == 0, "\(r.stderr)")
         let summary = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)")
         let peers = try #require(summary["peers"] as? [[String: Any]])
@@ -27,18 +27,18 @@ struct CreditTests {
 
         for id in ["inst01", "inst02", "inst03", "inst04"] {
             let ledger = "\(root)/state/\(id)/ledger.sqlite"
-            let verified = try ledgerTool("report", ledger, "--verify")
+            let verified = try await ledgerTool("report", ledger, "--verify")
             #expect(verified.status == 0 && verified.stderr.contains("recorded credits re-derive"), "\(id): \(verified.stderr)")
             #expect(verified.stdout.contains("inst04"))
         }
         // The independent script recomputes the report from the export, exactly.
         let ledger = "\(root)/state/inst01/ledger.sqlite"
-        let export = try ledgerTool("export", ledger, "--jsonl")
-        let report = try ledgerTool("report", ledger, "--format", "json")
+        let export = try await ledgerTool("export", ledger, "--jsonl")
+        let report = try await ledgerTool("report", ledger, "--format", "json")
         let exportFile = dir.appendingPathComponent("export.jsonl").path, reportFile = dir.appendingPathComponent("report.json").path
         try export.stdout.write(toFile: exportFile, atomically: true, encoding: .utf8)
         try report.stdout.write(toFile: reportFile, atomically: true, encoding: .utf8)
-        let check = try runProcess("python3", [repository.appendingPathComponent("ledger-tools/credits.py").path, exportFile, "--compare", reportFile])
+        let check = try await runProcess("python3", [repository.appendingPathComponent("ledger-tools/credits.py").path, exportFile, "--compare", reportFile])
         #expect(check.status == 0 && check.stderr.contains("agrees exactly"), "\(check.stderr)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(report.stdout.utf8)) as? [String: Any])
         let institutions = try #require(object["institutions"] as? [[String: Any]])
@@ -50,7 +50,7 @@ struct CreditTests {
         for suffix in ["-wal", "-shm"] where FileManager.default.fileExists(atPath: ledger + suffix) {
             try FileManager.default.copyItem(atPath: ledger + suffix, toPath: copy + suffix)
         }
-        let edit = try runProcess("python3", ["-c", """
+        let edit = try await runProcess("python3", ["-c", """
             import re, sqlite3, sys
             db = sqlite3.connect(sys.argv[1])
             rowid, body = db.execute("SELECT rowid, body FROM entries WHERE author='inst01' AND kind=3 AND round=3").fetchone()
@@ -61,16 +61,16 @@ struct CreditTests {
             db.execute("UPDATE entries SET body=? WHERE rowid=?", (text.encode(), rowid)); db.commit()
             """, copy])
         #expect(edit.status == 0, "\(edit.stderr)")
-        let caught = try ledgerTool("report", copy, "--verify")
+        let caught = try await ledgerTool("report", copy, "--verify")
         #expect(caught.status == 1 && caught.stderr.contains("inst01's aggregate for round 3 records inst02's round-2 credit"), "\(caught.stderr)")
-        let csv = try ledgerTool("report", ledger, "--format", "csv")
+        let csv = try await ledgerTool("report", ledger, "--format", "csv")
         #expect(csv.stdout.hasPrefix("institution,total,share") && csv.stdout.split(separator: "\n").count == 5)
 
         // The HTML page: parses, embeds no external resource, names every institution.
         let page = dir.appendingPathComponent("credits.html").path
-        let html = try ledgerTool("report", ledger, "--format", "html", "--out", page)
+        let html = try await ledgerTool("report", ledger, "--format", "html", "--out", page)
         #expect(html.status == 0)
-        let audit = try runProcess("python3", ["-c", Self.htmlAudit, page])
+        let audit = try await runProcess("python3", ["-c", Self.htmlAudit, page])
         #expect(audit.status == 0, "\(audit.stdout) \(audit.stderr)")
         #expect(audit.stdout.contains("svg 3") && audit.stdout.contains("names inst01 inst02 inst03 inst04"), "\(audit.stdout)")
     }
@@ -78,18 +78,18 @@ struct CreditTests {
     /// Commit, then reveal, over real processes: no peer announces its update
     /// bytes for a round before every member's signed update entry for that
     /// round exists (each peer logs when it reveals; entry times are signed).
-    @Test func noPeerRevealsBeforeEveryMemberCommitted() throws {
+    @Test func noPeerRevealsBeforeEveryMemberCommitted() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 3\n")])
         let processes = try JoinCluster.ids.map { try c.start($0, log: "\($0).out", errors: "\($0).err") }
         defer { for p in processes where p.isRunning { p.terminate() } }
         let started = Date()
-        while processes.contains(where: \.isRunning), Date().timeIntervalSince(started) < 120 { Thread.sleep(forTimeInterval: 0.05) }
+        while processes.contains(where: \.isRunning), Date().timeIntervalSince(started) < 120 { try await Task.sleep(for: .milliseconds(50)) }
         #expect(processes.allSatisfy { !$0.isRunning && $0.terminationStatus == 0 })
         // When each member signed its update for each round.
         var committedAt: [Int: [String: Int64]] = [:]
-        let export = try ledgerTool("export", c.ledger("inst01"), "--jsonl")
+        let export = try await ledgerTool("export", c.ledger("inst01"), "--jsonl")
         for line in export.stdout.split(separator: "\n") {
             guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], o["kind"] as? String == "update",
                   let r = (o["round"] as? NSNumber)?.intValue, r >= 1, let author = o["author"] as? String, let t = (o["time_ms"] as? NSNumber)?.int64Value

@@ -91,7 +91,7 @@ struct DemoConsortiumTests {
     /// A peer whose members never come stops on the signal with one sentence,
     /// promptly, and its ledger (genesis and round-0 entry) verifies.
     @Test(arguments: [SIGTERM, SIGINT])
-    func joinStopsCleanlyOnASignal(_ signal: Int32) throws {
+    func joinStopsCleanlyOnASignal(_ signal: Int32) async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let demo = try DemoConsortium.prepare(try Self.options(peers: 2, rounds: 1), in: dir.appendingPathComponent("demo").path)
@@ -106,26 +106,26 @@ struct DemoConsortiumTests {
         let ledger = demo.ledgerPath("inst01")
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
-            if let show = try? ledgerTool("show", ledger), show.stdout.contains("update") { break }
-            Thread.sleep(forTimeInterval: 0.1)
+            if let show = try? await ledgerTool("show", ledger), show.stdout.contains("update") { break }
+            try await Task.sleep(for: .milliseconds(100))
         }
         let signalled = Date()
         kill(p.processIdentifier, signal)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
+        let stderr = await readAll(err)
+        await exited(p)
         #expect(Date().timeIntervalSince(signalled) < 10)
         let name = signal == SIGTERM ? "SIGTERM" : "SIGINT"
         #expect(p.terminationReason == .exit && p.terminationStatus == 1)
         #expect(stderr.contains("inst01: shutdown requested; stopping after the current step"), "\(stderr)")
         #expect(stderr.contains("inst01 stopped by \(name) before the plan's end; the ledger at \(ledger) keeps every entry written so far"), "\(stderr)")
-        let verify = try ledgerTool("verify", ledger, "--ca", "\(demo.directory)/pki/ca/ca.pem")
+        let verify = try await ledgerTool("verify", ledger, "--ca", "\(demo.directory)/pki/ca/ca.pem")
         #expect(verify.status == 0 && verify.stdout.contains("1 chains, 2 entries"), "\(verify.stdout)\(verify.stderr)")
     }
 
     /// SIGINT to `flpeer demo` mid-run: it sends SIGTERM to every member,
     /// waits for them, and exits 1 saying it was interrupted; every member
     /// stopped on that SIGTERM and left a ledger that verifies.
-    @Test func demoForwardsSIGTERMToItsMembersOnSIGINT() throws {
+    @Test func demoForwardsSIGTERMToItsMembersOnSIGINT() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let root = dir.appendingPathComponent("demo").path
@@ -139,20 +139,20 @@ struct DemoConsortiumTests {
         let deadline = Date().addingTimeInterval(60)
         while Date() < deadline, p.isRunning {
             if let log = try? String(contentsOfFile: "\(root)/logs/inst01.out", encoding: .utf8), log.contains("round   2") { break }
-            Thread.sleep(forTimeInterval: 0.05)
+            try await Task.sleep(for: .milliseconds(50))
         }
         let signalled = Date()
         kill(p.processIdentifier, SIGINT)
-        let stdout = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
+        let stdout = await readAll(out)
+        let stderr = await readAll(err)
+        await exited(p)
         #expect(Date().timeIntervalSince(signalled) < 15)
         #expect(p.terminationStatus == 1 && stdout.isEmpty, "\(stdout)")
         #expect(stderr.contains("demo interrupted by SIGINT: its 3 members were sent SIGTERM and have stopped; files in \(root)"), "\(stderr.suffix(2000))")
         for id in ["inst01", "inst02", "inst03"] {
             let log = try String(contentsOfFile: "\(root)/logs/\(id).err", encoding: .utf8)
             #expect(log.contains("\(id) stopped by SIGTERM before the plan's end"), "\(id): \(log.suffix(2000))")
-            let verify = try ledgerTool("verify", "\(root)/state/\(id)/ledger.sqlite", "--ca", "\(root)/pki/ca/ca.pem")
+            let verify = try await ledgerTool("verify", "\(root)/state/\(id)/ledger.sqlite", "--ca", "\(root)/pki/ca/ca.pem")
             #expect(verify.status == 0, "\(id): \(verify.stdout)\(verify.stderr)")
         }
     }

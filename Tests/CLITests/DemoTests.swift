@@ -5,11 +5,11 @@ import Testing
 @Suite("flpeer demo and join", .serialized)
 struct DemoTests {
     /// Three `flpeer join` processes over loopback mutual TLS, five rounds.
-    @Test func demoTrainsThreePeersAndEveryLedgerVerifies() throws {
+    @Test func demoTrainsThreePeersAndEveryLedgerVerifies() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let root = dir.appendingPathComponent("demo").path
-        let r = try flpeer("demo", "--peers", "3", "--rounds", "5", "--seed", "1", "--dir", root, "--json")
+        let r = try await flpeer("demo", "--peers", "3", "--rounds", "5", "--seed", "1", "--dir", root, "--json")
         #expect(r.status == 0, "\(r.stderr)")
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)")
         let peers = try #require(obj["peers"] as? [[String: Any]])
@@ -32,10 +32,10 @@ struct DemoTests {
             #expect(FileManager.default.fileExists(atPath: "\(root)/state/\(id)/model.safetensors"))
             let out = try String(contentsOfFile: "\(root)/logs/\(id).out", encoding: .utf8)
             #expect(out.split(separator: "\n").filter { $0.hasPrefix("round ") }.count == 5, "\(out)")
-            let (swift, python) = try bothVerifiers(ledger, ca: "\(root)/pki/ca/ca.pem", against: ledgers.filter { $0 != ledger })
+            let (swift, python) = try await bothVerifiers(ledger, ca: "\(root)/pki/ca/ca.pem", against: ledgers.filter { $0 != ledger })
             #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
         }
-        let show = try ledgerTool("verify", ledgers[0], "--ca", "\(root)/pki/ca/ca.pem")
+        let show = try await ledgerTool("verify", ledgers[0], "--ca", "\(root)/pki/ca/ca.pem")
         #expect(show.stdout.contains("intact: 3 chains") && show.stdout.contains("5 rounds"), "\(show.stdout)")
         // A clean loopback run needs no anti-entropy repair and never waits out the echo limit.
         for id in ["inst01", "inst02", "inst03"] {
@@ -46,11 +46,11 @@ struct DemoTests {
 
     /// inst01 — inst02 — inst03: the ends reach each other only through inst02,
     /// yet every member hears every update each round and every ledger holds every chain.
-    @Test func membersInALineTrainThroughRelays() throws {
+    @Test func membersInALineTrainThroughRelays() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let root = dir.appendingPathComponent("demo").path
-        let r = try flpeer("demo", "--peers", "3", "--rounds", "3", "--topology", "line", "--dir", root, "--json")
+        let r = try await flpeer("demo", "--peers", "3", "--rounds", "3", "--topology", "line", "--dir", root, "--json")
         #expect(r.status == 0, "\(r.stderr)")
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)")
         #expect(obj["ledger_verified"] as? Bool == true)
@@ -59,17 +59,17 @@ struct DemoTests {
             let out = try String(contentsOfFile: "\(root)/logs/\(id).out", encoding: .utf8)
             #expect(out.split(separator: "\n").filter { $0.hasPrefix("round ") && $0.contains("heard 3/3") }.count == 3, "\(out)")
         }
-        let verify = try ledgerTool("verify", "\(root)/state/inst01/ledger.sqlite", "--ca", "\(root)/pki/ca/ca.pem", "--against", "\(root)/state/inst03/ledger.sqlite")
+        let verify = try await ledgerTool("verify", "\(root)/state/inst01/ledger.sqlite", "--ca", "\(root)/pki/ca/ca.pem", "--against", "\(root)/state/inst03/ledger.sqlite")
         #expect(verify.status == 0 && verify.stdout.contains("3 chains"), "\(verify.stdout)")
     }
 
     /// A random 2-regular topology (a ring) of five: each peer file lists its two
     /// neighbours, and every member still hears all five updates each round.
-    @Test func aRandomRegularTopologyIsWrittenAndTrains() throws {
+    @Test func aRandomRegularTopologyIsWrittenAndTrains() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let root = dir.appendingPathComponent("demo").path
-        let r = try flpeer("demo", "--peers", "5", "--rounds", "2", "--topology", "regular:2", "--dir", root, "--json")
+        let r = try await flpeer("demo", "--peers", "5", "--rounds", "2", "--topology", "regular:2", "--dir", root, "--json")
         #expect(r.status == 0, "\(r.stderr)")
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)")
         #expect(obj["ledger_verified"] as? Bool == true && obj["topology"] as? String == "regular:2")
@@ -84,23 +84,23 @@ struct DemoTests {
             #expect(out.split(separator: "\n").filter { $0.hasPrefix("round ") && $0.contains("heard 5/5") }.count == 2, "\(out)")
         }
         #expect(links == 10)
-        let bad = try flpeer("demo", "--peers", "5", "--topology", "regular:3")
+        let bad = try await flpeer("demo", "--peers", "5", "--topology", "regular:3")
         #expect(bad.status == 64 && bad.stderr.contains("regular:D"), "\(bad.stderr)")
     }
 
     /// One sign-flipping member of four: the demo raises beta so the trimmed mean
     /// absorbs it, marks it in the summary, and reports the honest members apart;
     /// the plain mean, given the same attacker, is wrecked (so the attack is real).
-    @Test func aByzantineMemberIsMarkedAndAbsorbed() throws {
+    @Test func aByzantineMemberIsMarkedAndAbsorbed() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        func run(_ rule: String) throws -> [String: Any] {
+        func run(_ rule: String) async throws -> [String: Any] {
             let root = dir.appendingPathComponent(rule).path
-            let r = try flpeer("demo", "--peers", "4", "--rounds", "4", "--byzantine", "1", "--attack", "sign-flip", "--rule", rule, "--dir", root, "--json")
+            let r = try await flpeer("demo", "--peers", "4", "--rounds", "4", "--byzantine", "1", "--attack", "sign-flip", "--rule", rule, "--dir", root, "--json")
             #expect(r.status == 0, "\(r.stderr)")
             return try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)")
         }
-        let robust = try run("trimmed-mean")
+        let robust = try await run("trimmed-mean")
         let peers = try #require(robust["peers"] as? [[String: Any]])
         #expect(peers.map { $0["byzantine"] as? Bool } == [false, false, false, true])
         #expect(peers.last?["attack"] as? String == "sign-flip")
@@ -109,7 +109,7 @@ struct DemoTests {
         #expect(robust["ledger_verified"] as? Bool == true)
         // Every honest peer's validation screen dropped the attacker's update in every round, and says so in its ledger.
         for id in ["inst01", "inst02", "inst03"] {
-            let export = try ledgerTool("export", dir.appendingPathComponent("trimmed-mean/state/\(id)/ledger.sqlite").path, "--jsonl")
+            let export = try await ledgerTool("export", dir.appendingPathComponent("trimmed-mean/state/\(id)/ledger.sqlite").path, "--jsonl")
             let screened = export.stdout.split(separator: "\n").compactMap { line -> [String]? in
                 guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], o["author"] as? String == id,
                       o["kind"] as? String == "aggregate", let body = o["body"] as? [String: Any] else { return nil }
@@ -118,7 +118,7 @@ struct DemoTests {
             #expect(screened == Array(repeating: ["inst04"], count: 4), "\(id): \(screened)")
         }
         let absorbed = try #require(robust["honest_mean_accuracy"] as? Double)
-        let wrecked = try #require(try run("mean")["honest_mean_accuracy"] as? Double)
+        let wrecked = try #require(try await run("mean")["honest_mean_accuracy"] as? Double)
         #expect(absorbed > 0.8 && wrecked < 0.5, "trimmed mean \(absorbed), plain mean \(wrecked)")
     }
 
@@ -127,11 +127,11 @@ struct DemoTests {
     /// within that round (its round-1 aggregate leaves the member out), signs
     /// evidence, and keeps it out from then on; both verifiers prove the
     /// equivocation from any honest ledger alone and find nothing else.
-    @Test func anEquivocatingMemberIsCaughtWithinTheRoundAndExcluded() throws {
+    @Test func anEquivocatingMemberIsCaughtWithinTheRoundAndExcluded() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let root = dir.appendingPathComponent("demo").path
-        let r = try flpeer("demo", "--peers", "5", "--rounds", "4", "--byzantine", "1", "--attack", "equivocate", "--seed", "3", "--dir", root, "--json")
+        let r = try await flpeer("demo", "--peers", "5", "--rounds", "4", "--byzantine", "1", "--attack", "equivocate", "--seed", "3", "--dir", root, "--json")
         #expect(r.status == 0, "\(r.stderr)")
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)")
         #expect(obj["ledger_verified"] as? Bool == true)
@@ -144,7 +144,7 @@ struct DemoTests {
         let honest = ["inst01", "inst02", "inst03", "inst04"]
         for id in honest {
             let ledger = "\(root)/state/\(id)/ledger.sqlite"
-            let export = try ledgerTool("export", ledger, "--jsonl")
+            let export = try await ledgerTool("export", ledger, "--jsonl")
             var included: [Int: [String]] = [:]
             for line in export.stdout.split(separator: "\n") {
                 guard let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
@@ -157,7 +157,7 @@ struct DemoTests {
             #expect(included.keys.sorted() == [1, 2, 3, 4], "\(id): \(included)")
             for (round, authors) in included { #expect(authors == honest, "\(id) round \(round): \(authors)") }
             // The ledger alone (with the CA certificate) proves the fork; nothing else is wrong.
-            let (swift, python) = try bothVerifiers(ledger, ca: "\(root)/pki/ca/ca.pem")
+            let (swift, python) = try await bothVerifiers(ledger, ca: "\(root)/pki/ca/ca.pem")
             #expect(swift.status == 1 && python.status == 1)
             #expect(swift.findings == python.findings, "ledger-tool \(swift.findings); verify_ledger.py \(python.findings)")
             #expect(swift.findings.allSatisfy { $0.hasPrefix("inst05#") }, "\(swift.findings)")
@@ -170,12 +170,12 @@ struct DemoTests {
     /// after round 2 (an injected fault in its peer file); the two keep hearing
     /// each other through inst02's relays, every member hears all three
     /// updates in every round, and every ledger verifies.
-    @Test func aCutLinkIsBridgedByRelays() throws {
+    @Test func aCutLinkIsBridgedByRelays() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 6\n")],
                                 extra: ["inst01": "faults:\n  cut_links: [inst03]\n  cut_after_round: 2\n"])
-        try c.runAndCheckRelays(prefix: { _ in [] }, rounds: 6)
+        try await c.runAndCheckRelays(prefix: { _ in [] }, rounds: 6)
         let log = c.output("inst01.err")
         let lost = try #require(log.range(of: "injected fault: link cut"), "\(log.suffix(4000))")
         #expect(!log[lost.upperBound...].contains("member=inst03 peer=inst01 [FLGossip] connected"), "\(log.suffix(4000))")
@@ -187,19 +187,19 @@ struct DemoTests {
     /// `prohibit` routes at both ends. Traffic goes through inst02, and every
     /// member still hears all three updates in every round.
     @Test(.enabled(if: netnsAvailable, "needs root and iproute2 for network namespaces"))
-    func aCutLinkBetweenNamespacesIsBridgedByRelays() throws {
+    func aCutLinkBetweenNamespacesIsBridgedByRelays() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let script = repository.appendingPathComponent("network-configs/netns/netns.sh").path
         let prefix = "flt\(getpid() % 1000)"
-        _ = try runProcess("bash", [script, "down", prefix, "3"])
-        let up = try runProcess("bash", [script, "up", prefix, "3"])
+        _ = try await runProcess("bash", [script, "down", prefix, "3"])
+        let up = try await runProcess("bash", [script, "up", prefix, "3"])
         #expect(up.status == 0, "\(up.stderr)")
-        defer { _ = try? runProcess("bash", [script, "down", prefix, "3"]) }
+        defer { _ = try? runProcessNow("bash", [script, "down", prefix, "3"]) }
         // Every member listens on its own host's address; the others dial it there.
         let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 6\n")], hosts: ["inst01": "10.77.0.1", "inst02": "10.77.0.2", "inst03": "10.77.0.3"])
-        try c.runAndCheckRelays(prefix: { id in ["ip", "netns", "exec", "\(prefix)-\(Int(id.suffix(2))!)"] }, rounds: 6) {
-            let cut = try runProcess("bash", [script, "cut", prefix, "1", "3"])
+        try await c.runAndCheckRelays(prefix: { id in ["ip", "netns", "exec", "\(prefix)-\(Int(id.suffix(2))!)"] }, rounds: 6) {
+            let cut = try await runProcess("bash", [script, "cut", prefix, "1", "3"])
             #expect(cut.status == 0, "\(cut.stderr)")
         }
         // The link did go down (found by the keepalive), and stayed down.
@@ -211,7 +211,7 @@ struct DemoTests {
     /// Three `flpeer join` processes; one is SIGKILLed after round 4 and
     /// restarted with its state directory: it resumes, catches up, and every
     /// member finishes the plan with the same final model and verified ledgers.
-    @Test func aKilledPeerResumesFromItsStateDirectory() throws {
+    @Test func aKilledPeerResumesFromItsStateDirectory() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 12\n")])
@@ -219,23 +219,23 @@ struct DemoTests {
         var processes = try ids.map { try c.start($0, log: "\($0).first.out") }
         defer { for p in processes where p.isRunning { p.terminate() } }
         let deadline = Date().addingTimeInterval(120)
-        while !c.output("inst02.first.out").contains("round   4"), Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        while !c.output("inst02.first.out").contains("round   4"), Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
         kill(processes[1].processIdentifier, SIGKILL)
-        processes[1].waitUntilExit()
+        await exited(processes[1])
         #expect(processes[1].terminationReason == .uncaughtSignal)
         processes[1] = try c.start("inst02", log: "inst02.second.out")
-        while processes.contains(where: \.isRunning), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        while processes.contains(where: \.isRunning), Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
         #expect(processes.allSatisfy { !$0.isRunning && $0.terminationStatus == 0 }, "\(processes.map(\.terminationStatus))")
         let second = c.output("inst02.second.out")
         #expect(second.contains("resuming after round"), "\(second)")
         #expect(second.contains("round  12"), "\(second)")
         let ledgers = ids.map(c.ledger)
         for l in ledgers {
-            let (swift, python) = try bothVerifiers(l, ca: c.ca, against: ledgers.filter { $0 != l })
+            let (swift, python) = try await bothVerifiers(l, ca: c.ca, against: ledgers.filter { $0 != l })
             #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
         }
         // Every member's round-12 aggregate names the same result.
-        let export = try ledgerTool("export", ledgers[0], "--jsonl")
+        let export = try await ledgerTool("export", ledgers[0], "--jsonl")
         let results = Set(export.stdout.split(separator: "\n").compactMap { line -> String? in
             guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], o["kind"] as? String == "aggregate",
                   (o["round"] as? NSNumber)?.intValue == 12, let body = o["body"] as? [String: Any] else { return nil }
@@ -247,7 +247,7 @@ struct DemoTests {
     /// A member that leaves for good: with a quorum of 2 of 3, the other two
     /// close each later round as soon as both are in (they do not wait out the
     /// deadline for a member nobody reaches) and finish the plan.
-    @Test func theRestFinishWhenAMemberLeavesForGood() throws {
+    @Test func theRestFinishWhenAMemberLeavesForGood() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 10\n"), ("quorum: 3", "quorum: 2")])
@@ -255,9 +255,9 @@ struct DemoTests {
         defer { for p in processes where p.isRunning { p.terminate() } }
         func output(_ id: String) -> String { c.output("\(id).out") }
         let started = Date()
-        while !output("inst03").contains("round   3"), Date().timeIntervalSince(started) < 60 { Thread.sleep(forTimeInterval: 0.02) }
+        while !output("inst03").contains("round   3"), Date().timeIntervalSince(started) < 60 { try await Task.sleep(for: .milliseconds(20)) }
         kill(processes[2].processIdentifier, SIGKILL)
-        while processes[0].isRunning || processes[1].isRunning, Date().timeIntervalSince(started) < 100 { Thread.sleep(forTimeInterval: 0.05) }
+        while processes[0].isRunning || processes[1].isRunning, Date().timeIntervalSince(started) < 100 { try await Task.sleep(for: .milliseconds(50)) }
         // Ten rounds with a 30 s deadline would take minutes if the leaver were waited for.
         #expect(Date().timeIntervalSince(started) < 60)
         for (i, id) in ["inst01", "inst02"].enumerated() {
@@ -265,7 +265,7 @@ struct DemoTests {
             #expect(output(id).contains("round  10") && output(id).contains("heard 2/3"), "\(output(id))")
         }
         let ledgers = ["inst01", "inst02"].map(c.ledger)
-        let (swift, python) = try bothVerifiers(ledgers[0], ca: c.ca, against: [ledgers[1]])
+        let (swift, python) = try await bothVerifiers(ledgers[0], ca: c.ca, against: [ledgers[1]])
         #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
     }
 
@@ -273,7 +273,7 @@ struct DemoTests {
     /// others close those rounds without it (quorum 2 of 3), record its updates
     /// as late in their next aggregate entries, and include it again once it
     /// has caught up (it skips waiting: the others' updates are already there).
-    @Test func aSlowMemberIsRecordedLateThenIncludedAgain() throws {
+    @Test func aSlowMemberIsRecordedLateThenIncludedAgain() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 8\n"), ("quorum: 3", "quorum: 2"),
@@ -283,7 +283,7 @@ struct DemoTests {
         let processes = try ids.map { try c.start($0, log: "\($0).out") }
         defer { for p in processes where p.isRunning { p.terminate() } }
         let started = Date()
-        while processes.contains(where: \.isRunning), Date().timeIntervalSince(started) < 90 { Thread.sleep(forTimeInterval: 0.05) }
+        while processes.contains(where: \.isRunning), Date().timeIntervalSince(started) < 90 { try await Task.sleep(for: .milliseconds(50)) }
         #expect(processes.allSatisfy { !$0.isRunning && $0.terminationStatus == 0 }, "\(processes.map(\.terminationStatus))")
         let out = c.output("inst01.out")
         let lines = out.split(separator: "\n").filter { $0.hasPrefix("round ") }
@@ -291,7 +291,7 @@ struct DemoTests {
         #expect(lines.count == 8 && lines[1].contains("heard 2/3") && lines[2].contains("heard 2/3"), "rounds 2 and 3 close without inst03: \(out)")
         #expect(lines.last?.contains("heard 3/3") == true, "inst03 is on time again by round 8: \(out)")
         // inst01's aggregates record inst03's round-2 and round-3 updates as late.
-        let export = try ledgerTool("export", c.ledger("inst01"), "--jsonl")
+        let export = try await ledgerTool("export", c.ledger("inst01"), "--jsonl")
         var late: [String] = []
         for line in export.stdout.split(separator: "\n") {
             guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], o["author"] as? String == "inst01",
@@ -301,11 +301,11 @@ struct DemoTests {
         // Late in its slow rounds, and possibly a round or two more while it catches up; each recorded once.
         #expect(Set(late).isSuperset(of: ["inst03@2", "inst03@3"]) && late.allSatisfy { $0.hasPrefix("inst03@") } && Set(late).count == late.count, "\(late)")
         let ledgers = ids.map(c.ledger)
-        let (swift, python) = try bothVerifiers(ledgers[0], ca: c.ca, against: Array(ledgers.dropFirst()))
+        let (swift, python) = try await bothVerifiers(ledgers[0], ca: c.ca, against: Array(ledgers.dropFirst()))
         #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
     }
 
-    @Test func badDemoOptionsAreUsageErrors() throws {
+    @Test func badDemoOptionsAreUsageErrors() async throws {
         for (args, phrase) in [(["--peers", "1"], "--peers must be from 2"), (["--byzantine", "1", "--attack", "bribery"], "is not one of"),
                                (["--byzantine", "1", "--attack", ","], "must name at least one"), (["--byzantine", "5"], "--byzantine must be from 0 to 4"),
                                (["--topology", "star"], "--topology must be full, line or regular:D"), (["--topology", "regular:1"], "regular:D"),
@@ -313,7 +313,7 @@ struct DemoTests {
                                (["--size-weights", "1,2,3"], "--size-weights must list 5 positive numbers"), (["--size-weights", "1,2,0,4,5"], "positive numbers"),
                                (["--size-weights", "1,2,3,4,5", "--size-skew", "2"], "give one of them"),
                                (["--size-weights", "5e-324,1,1,1,1"], "at most 100 times the smallest")] {
-            let r = try runProduct("flpeer", ["demo"] + args)
+            let r = try await runProduct("flpeer", ["demo"] + args)
             #expect(r.status == 64 && r.stderr.contains(phrase), "\(args): \(r.status) \(r.stderr)")
         }
     }
@@ -379,15 +379,15 @@ struct JoinCluster {
     /// Runs all three members to the end (calling `afterRound2` once inst01
     /// printed round 2), then checks that each finished, heard all three
     /// updates in each of `rounds` rounds, and that every ledger verifies.
-    func runAndCheckRelays(prefix: (String) -> [String], rounds: Int, afterRound2: (() throws -> Void)? = nil) throws {
+    func runAndCheckRelays(prefix: (String) -> [String], rounds: Int, afterRound2: (() async throws -> Void)? = nil) async throws {
         let processes = try Self.ids.map { try start($0, log: "\($0).out", errors: "\($0).err", prefix: prefix($0)) }
         defer { for p in processes where p.isRunning { p.terminate() } }
         let deadline = Date().addingTimeInterval(240)
         if let afterRound2 {
-            while !output("inst01.out").contains("round   2"), processes.allSatisfy(\.isRunning), Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-            try afterRound2()
+            while !output("inst01.out").contains("round   2"), processes.allSatisfy(\.isRunning), Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            try await afterRound2()
         }
-        while processes.contains(where: \.isRunning), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        while processes.contains(where: \.isRunning), Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
         #expect(processes.allSatisfy { !$0.isRunning && $0.terminationStatus == 0 }, "\(processes.map { $0.isRunning ? -1 : $0.terminationStatus }) \(output("inst01.err").suffix(3000))")
         for id in Self.ids {
             let lines = output("\(id).out").split(separator: "\n").filter { $0.hasPrefix("round ") }
@@ -395,7 +395,7 @@ struct JoinCluster {
         }
         let ledgers = Self.ids.map(ledger)
         for l in ledgers {
-            let (swift, python) = try bothVerifiers(l, ca: ca, against: ledgers.filter { $0 != l })
+            let (swift, python) = try await bothVerifiers(l, ca: ca, against: ledgers.filter { $0 != l })
             #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
         }
     }

@@ -120,7 +120,7 @@ struct Verdict: Equatable, CustomStringConvertible {
 }
 
 /// Runs `ledger-tool verify` and `ledger-tools/verify_ledger.py` on one file.
-func bothVerifiers(_ ledger: String, ca: String, against: [String] = []) throws -> (swift: Verdict, python: Verdict) {
+func bothVerifiers(_ ledger: String, ca: String, against: [String] = []) async throws -> (swift: Verdict, python: Verdict) {
     let args = [ledger, "--ca", ca] + against.flatMap { ["--against", $0] } + ["--json"]
     func verdict(_ r: Run, _ who: String) throws -> Verdict {
         guard r.status == 0 || r.status == 1,
@@ -129,19 +129,24 @@ func bothVerifiers(_ ledger: String, ca: String, against: [String] = []) throws 
         else { throw TestFailure(description: "\(who) exited \(r.status): \(r.stderr)") }
         return Verdict(status: r.status, findings: Set(findings.map { "\($0["author"] ?? "?")#\($0["seq"] ?? "?") \($0["rule"] ?? "?")" }))
     }
-    let swift = try verdict(try runProduct("ledger-tool", ["verify"] + args), "ledger-tool")
-    let python = try verdict(try runProcess("python3", [repository.appendingPathComponent("ledger-tools/verify_ledger.py").path] + args), "verify_ledger.py")
+    let swift = try verdict(try await runProduct("ledger-tool", ["verify"] + args), "ledger-tool")
+    let python = try verdict(try await runProcess("python3", [repository.appendingPathComponent("ledger-tools/verify_ledger.py").path] + args), "verify_ledger.py")
     return (swift, python)
 }
 
 /// Runs a program found on PATH.
-func runProcess(_ program: String, _ arguments: [String]) throws -> Run {
-    try runProduct("/usr/bin/env", [program] + arguments)
+func runProcess(_ program: String, _ arguments: [String]) async throws -> Run {
+    try await runProduct("/usr/bin/env", [program] + arguments)
+}
+
+/// `runProcess` for a clean-up in a `defer` (which cannot wait): blocks its thread.
+func runProcessNow(_ program: String, _ arguments: [String]) throws -> Run {
+    try runProductBlocking("/usr/bin/env", [program] + arguments)
 }
 
 /// Raw SQL and byte edits by an attacker with the file, in a separate
 /// process using Python's sqlite3 module (not GRDB).
-func tamper(_ path: String, _ code: String) throws {
+func tamper(_ path: String, _ code: String) async throws {
     let prelude = """
         import hashlib, json, sqlite3, struct, sys
         db = sqlite3.connect(sys.argv[1])
@@ -153,7 +158,7 @@ func tamper(_ path: String, _ code: String) throws {
             return json.dumps(o, sort_keys=True, separators=(",", ":")).encode()
 
         """
-    let r = try runProcess("python3", ["-c", prelude + code + "\ndb.commit()\n", path])
+    let r = try await runProcess("python3", ["-c", prelude + code + "\ndb.commit()\n", path])
     guard r.status == 0 else { throw TestFailure(description: "tampering failed: \(r.stderr)") }
 }
 
@@ -246,11 +251,11 @@ struct TamperSuiteTests {
         defer { try? FileManager.default.removeItem(at: f.dir) }
         for m in ExchangedLedgers.members {
             let others = ExchangedLedgers.members.filter { $0 != m }.map(f.path)
-            let (swift, python) = try bothVerifiers(f.path(m), ca: f.caPath, against: others)
+            let (swift, python) = try await bothVerifiers(f.path(m), ca: f.caPath, against: others)
             #expect(swift.status == 0 && swift.findings.isEmpty, "\(m) intact: ledger-tool \(swift)")
             #expect(python.status == 0 && python.findings.isEmpty, "\(m) intact: verify_ledger.py \(python)")
         }
-        let old = try bothVerifiers(f.roundOne, ca: f.caPath)
+        let old = try await bothVerifiers(f.roundOne, ca: f.caPath)
         #expect(old.swift.status == 0 && old.python.status == 0, "an older copy is consistent on its own: \(old)")
 
         for c in Self.cases {
@@ -260,8 +265,8 @@ struct TamperSuiteTests {
                 try FileManager.default.copyItem(atPath: f.roundOne, toPath: copy)
             }
             let code = try c.prepare(f, copy)
-            if !code.isEmpty { try tamper(copy, code) }
-            let (swift, python) = try bothVerifiers(copy, ca: f.caPath, against: c.against.map(f.path))
+            if !code.isEmpty { try await tamper(copy, code) }
+            let (swift, python) = try await bothVerifiers(copy, ca: f.caPath, against: c.against.map(f.path))
             #expect(swift.status == 1 && swift.rules.contains(c.rule), "\(c.name): ledger-tool \(swift)")
             #expect(python.status == 1 && python.rules.contains(c.rule), "\(c.name): verify_ledger.py \(python)")
             #expect(swift == python, "\(c.name): the verifiers disagree: ledger-tool \(swift) vs verify_ledger.py \(python)")
