@@ -153,6 +153,7 @@ struct RoundStateMachine<Instant: InstantProtocol> where Instant.Duration == Dur
         if phase == .revealing {
             phase = .collecting
             phaseStarted = now
+            warnedQuorum = false
         }
         return step(now)
     }
@@ -193,11 +194,13 @@ struct RoundStateMachine<Instant: InstantProtocol> where Instant.Duration == Dur
             reachable = nil
             return .reveal(committed: have)
         }
+        warnIfPastDeadline(heard: have.count, now)
         if now >= giveUp {
             phase = .failed
             return .fail("round \(plan.round): \(have.count) of \(plan.inputs.count) members committed an update (\(have.sorted().joined(separator: ", "))) in \(seconds(plan.deadline * plan.giveUpFactor)) s; the plan's quorum is \(plan.quorum)")
         }
-        return .wait(until: have.count >= plan.quorum ? deadline : giveUp)
+        // Wake at the deadline even below the quorum, to warn then.
+        return .wait(until: now < deadline ? deadline : giveUp)
     }
 
     private mutating func stepCollecting(_ now: Instant) -> Action {
@@ -220,15 +223,19 @@ struct RoundStateMachine<Instant: InstantProtocol> where Instant.Duration == Dur
             unconfirmed = nil
             return stepConfirming(now)
         }
-        if now >= deadline && !warnedQuorum {
-            warnedQuorum = true
-            notices.append(.deadlineWithoutQuorum(heard: heard.count))
-        }
+        warnIfPastDeadline(heard: heard.count, now)
         if now >= giveUp {
             phase = .failed
             return .fail("round \(plan.round): heard \(heard.count) of \(plan.inputs.count) members (\(heard.sorted().joined(separator: ", "))) in \(seconds(plan.deadline * plan.giveUpFactor)) s; the plan's quorum is \(plan.quorum)")
         }
-        return .wait(until: heard.count >= plan.quorum ? deadline : giveUp)
+        return .wait(until: now < deadline ? deadline : giveUp)
+    }
+
+    /// Past the deadline without the quorum: warn (once per phase).
+    private mutating func warnIfPastDeadline(heard: Int, _ now: Instant) {
+        guard now >= deadline, !warnedQuorum else { return }
+        warnedQuorum = true
+        notices.append(.deadlineWithoutQuorum(heard: heard))
     }
 
     private mutating func stepConfirming(_ now: Instant) -> Action {

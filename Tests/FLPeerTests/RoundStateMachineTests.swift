@@ -18,11 +18,12 @@ struct RoundStateMachineTests {
     /// Commitments, reveal, every update, every echo: the round closes at once with everyone.
     @Test func everyoneOnTimeClosesWithoutWaitingOutAnyLimit() {
         var m = Self.machine()
-        for x in ["a", "b", "c", "d"] { #expect(m.committed(x, now: Self.at(1)) == .wait(until: Self.at(300_000))) }
+        // Below the quorum it still wakes at the deadline (to warn if the quorum is not in by then).
+        for x in ["a", "b", "c", "d"] { #expect(m.committed(x, now: Self.at(1)) == .wait(until: Self.at(30_000))) }
         #expect(m.committed("e", now: Self.at(2)) == .reveal(committed: Self.members))
         // The reveal is repeated until the engine says it published (an action is never lost).
         #expect(m.tick(now: Self.at(3)) == .reveal(committed: Self.members))
-        #expect(m.revealed(now: Self.at(4)) == .wait(until: Self.at(300_004)))
+        #expect(m.revealed(now: Self.at(4)) == .wait(until: Self.at(30_004)))
         for x in ["a", "b", "c", "d"] { _ = m.checked(x, ok: true, now: Self.at(5)) }
         #expect(m.checked("e", ok: true, now: Self.at(6)) == .confirm(authors: ["b", "c", "d", "e"]))
         #expect(m.unconfirmed(["c"], now: Self.at(7)) == .wait(until: Self.at(2006)))
@@ -40,7 +41,7 @@ struct RoundStateMachineTests {
         // It commits and its bytes arrive after the reveal: not collected.
         _ = m.committed("e", now: Self.at(30_002))
         #expect(!m.collects("e"))
-        #expect(m.checked("e", ok: true, now: Self.at(30_003)) == .wait(until: Self.at(330_001)))
+        #expect(m.checked("e", ok: true, now: Self.at(30_003)) == .wait(until: Self.at(60_001)))
         for x in ["a", "b", "c"] { _ = m.checked(x, ok: true, now: Self.at(30_004)) }
         _ = m.checked("d", ok: true, now: Self.at(30_005))
         #expect(m.unconfirmed([], now: Self.at(30_006)) == .close(accepted: ["a", "b", "c", "d"]))
@@ -50,8 +51,9 @@ struct RoundStateMachineTests {
     @Test func missingMembersFailTheRoundAfterTenDeadlines() {
         var m = Self.machine(quorum: 3, skipUnreachable: false)
         _ = m.committed("a", now: Self.at(1))
-        _ = m.committed("b", now: Self.at(1))
-        #expect(m.tick(now: Self.at(31_000)) == .wait(until: Self.at(300_000)))
+        #expect(m.committed("b", now: Self.at(1)) == .wait(until: Self.at(30_000)))
+        #expect(m.tick(now: Self.at(30_000)) == .wait(until: Self.at(300_000)))
+        #expect(m.takeNotices() == [.deadlineWithoutQuorum(heard: 2)])
         #expect(m.tick(now: Self.at(299_999)) == .wait(until: Self.at(300_000)))
         guard case .fail(let reason) = m.tick(now: Self.at(300_000)) else {
             Issue.record("expected the round to fail")
@@ -59,6 +61,18 @@ struct RoundStateMachineTests {
         }
         #expect(reason.contains("2 of 5 members committed") && reason.contains("a, b") && reason.contains("quorum is 3"))
         #expect(m.phase == .failed)
+        #expect(m.takeNotices().isEmpty, "warned once")
+    }
+
+    /// Collecting below the quorum, the machine still wakes at the deadline, to warn then rather than when it gives up.
+    @Test func collectingBelowTheQuorumWarnsAtTheDeadline() {
+        var m = Self.machine(quorum: 5, skipUnreachable: false)
+        for x in Self.members { _ = m.committed(x, now: Self.at(1)) }
+        _ = m.revealed(now: Self.at(2))
+        #expect(m.checked("a", ok: true, now: Self.at(3)) == .wait(until: Self.at(30_002)))
+        #expect(m.takeNotices().isEmpty)
+        #expect(m.tick(now: Self.at(30_002)) == .wait(until: Self.at(300_002)))
+        #expect(m.takeNotices() == [.deadlineWithoutQuorum(heard: 1)])
     }
 
     /// A member that committed but whose bytes never come: the round closes at the deadline with the quorum, after a warning-free wait.
