@@ -83,8 +83,8 @@ public struct PeerTLS: Sendable {
                 return
             }
             let time = clock()
-            // Off the event loop, on Swift's cooperative pool (which peers keep
-            // free: training and scoring run on a thread pool).
+            // Off the event loop, on Swift's cooperative pool (a peer blocks at
+            // most one of its threads, with training or scoring).
             Task {
                 let result = await trust.evaluate(derChain: ders, at: time)
                 verdict.set(result)

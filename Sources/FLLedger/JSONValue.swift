@@ -54,7 +54,7 @@ public enum JSONValue: Sendable, Equatable {
     /// is not correctly rounded: those are read again from their digits.
     private static func number(_ n: NSNumber) -> JSONValue {
         if n is NSDecimalNumber { return .number(EntryBody.finite(Double(n.stringValue) ?? n.doubleValue)) }
-        switch String(cString: n.objCType) {
+        switch String(UnicodeScalar(UInt8(bitPattern: n.objCType.pointee))) {
         case "c", "B": return .bool(n.boolValue)
         case "s", "i", "l", "q": return .integer(n.int64Value)
         case "C", "S", "I", "L", "Q": return n.uint64Value <= UInt64(Int64.max) ? .integer(n.int64Value) : .number(n.doubleValue)

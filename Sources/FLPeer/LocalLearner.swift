@@ -1,6 +1,5 @@
 import FLCore
 import Foundation
-import NIOPosix
 
 /// Which of a peer's local rows an evaluation uses.
 public enum LocalRows: Sendable, Equatable {
@@ -44,16 +43,18 @@ public struct LearnerEvaluation: Sendable, Equatable {
 
 /// Per-class losses of many candidate models on one fixed set of rows, as
 /// the credit scorer asks for every coalition of a round: synchronous and
-/// allocation-free, called from a thread-pool job.
-public protocol CandidateScorer: Sendable {
+/// allocation-free, made and used by one task. A reference
+/// type, so that calls through the protocol reuse its buffers (a mutating
+/// call on a value in an existential box would copy them every time).
+public protocol CandidateScorer: AnyObject {
     /// The mean loss of each scored class, in the order the scorer was made with.
-    mutating func losses(_ parameters: [Float]) -> [Double]
+    func losses(_ parameters: [Float]) -> [Double]
     /// When the model's outputs are linear in its parameters (up to the
     /// softmax): a member's outputs on every row, so that the losses of a
     /// coalition's mean come from the mean of its members' outputs. Nil otherwise.
     func outputs(_ parameters: [Float]) -> [Float]?
     /// The losses of the model whose outputs are the mean of `outputs`.
-    mutating func losses(meanOfOutputs outputs: [[Float]]) -> [Double]
+    func losses(meanOfOutputs outputs: [[Float]]) -> [Double]
 }
 
 /// What the round engine asks of whatever trains the model. The engine
@@ -77,8 +78,10 @@ public protocol LocalLearner: Sendable {
 }
 
 /// The built-in learner: FLCore's logistic regression and MLP, trained and
-/// evaluated in this process on a thread pool (never on Swift's cooperative
-/// pool, which the gossip layer's TLS checks use, nor on an event loop).
+/// evaluated in this process, in the calling task (the engine's, never an
+/// event loop). Rounds of these models take milliseconds, about what a hop
+/// to a thread pool and back costs on a busy machine, so they run inline:
+/// one thread of Swift's cooperative pool at a time.
 public struct SwiftModelLearner: LocalLearner {
     public let spec: ModelSpec
     let planSeed: UInt64
@@ -87,10 +90,9 @@ public struct SwiftModelLearner: LocalLearner {
     let validation: Dataset
     let assessment: Dataset
     let layout: Network
-    let pool: NIOThreadPool
 
     public init(spec: ModelSpec, planSeed: UInt64, training: @escaping @Sendable (UInt64) -> TrainingConfig,
-                train: Dataset, validation: Dataset, assessment: Dataset, pool: NIOThreadPool = .singleton) {
+                train: Dataset, validation: Dataset, assessment: Dataset) {
         self.spec = spec
         self.planSeed = planSeed
         self.training = training
@@ -98,40 +100,34 @@ public struct SwiftModelLearner: LocalLearner {
         self.validation = validation
         self.assessment = assessment
         self.layout = Network(spec: spec, seed: planSeed)
-        self.pool = pool
     }
 
     public func initialParameters() -> [Float] { layout.parameters }
 
     public func train(from parameters: [Float], seed: UInt64) async throws -> LearnerUpdate {
-        let (config, rows, layout) = (training(seed), train, layout)
-        return try await pool.runIfActive {
-            var net = layout
-            net.parameters = parameters
-            let summary = Trainer.train(&net, on: rows, config: config)
-            return LearnerUpdate(parameters: net.parameters, metrics: ["train_loss": Double(summary.epochLosses.last ?? 0)])
-        }
+        var net = layout
+        net.parameters = parameters
+        let summary = Trainer.train(&net, on: train, config: training(seed))
+        return LearnerUpdate(parameters: net.parameters, metrics: ["train_loss": Double(summary.epochLosses.last ?? 0)])
     }
 
     public func evaluate(_ candidates: [[Float]], on rows: LocalRows) async throws -> [LearnerEvaluation] {
         let data = rows == .validation ? validation : assessment
-        let layout = self.layout, k = spec.classes
-        return try await pool.runIfActive {
-            var counts = [Int](repeating: 0, count: k)
-            for y in data.labels where y >= 0 && y < k { counts[y] += 1 }
-            var evaluator = ClassLossEvaluator(network: layout, data: data, classes: Array(0..<k))
-            return candidates.map { parameters in
-                var net = layout
-                net.parameters = parameters
-                let m = net.evaluate(on: data)
-                return LearnerEvaluation(classLosses: evaluator.losses(parameters), classCounts: counts, confusion: m.confusion,
-                                         logLoss: m.logLoss, accuracy: m.accuracy)
-            }
+        let k = spec.classes
+        var counts = [Int](repeating: 0, count: k)
+        for y in data.labels where y >= 0 && y < k { counts[y] += 1 }
+        var evaluator = ClassLossEvaluator(network: layout, data: data, classes: Array(0..<k))
+        return candidates.map { parameters in
+            var net = layout
+            net.parameters = parameters
+            let m = net.evaluate(on: data)
+            return LearnerEvaluation(classLosses: evaluator.losses(parameters), classCounts: counts, confusion: m.confusion,
+                                     logLoss: m.logLoss, accuracy: m.accuracy)
         }
     }
 
     public func scorer(on rows: LocalRows, classes: [Int]) -> any CandidateScorer {
-        ClassLossEvaluator(network: layout, data: rows == .validation ? validation : assessment, classes: classes)
+        ClassLossScorer(ClassLossEvaluator(network: layout, data: rows == .validation ? validation : assessment, classes: classes))
     }
 
     public func encode(_ parameters: [Float], metadata: [String: String]?) -> [UInt8] {
@@ -153,8 +149,15 @@ public struct SwiftModelLearner: LocalLearner {
     }
 }
 
-extension ClassLossEvaluator: CandidateScorer {
-    public func outputs(_ parameters: [Float]) -> [Float]? { isLinear ? logits(parameters) : nil }
+/// `ClassLossEvaluator` as a `CandidateScorer`.
+public final class ClassLossScorer: CandidateScorer {
+    private var evaluator: ClassLossEvaluator
 
-    public mutating func losses(meanOfOutputs outputs: [[Float]]) -> [Double] { losses(meanOfLogits: outputs) }
+    public init(_ evaluator: ClassLossEvaluator) { self.evaluator = evaluator }
+
+    public func losses(_ parameters: [Float]) -> [Double] { evaluator.losses(parameters) }
+
+    public func outputs(_ parameters: [Float]) -> [Float]? { evaluator.isLinear ? evaluator.logits(parameters) : nil }
+
+    public func losses(meanOfOutputs outputs: [[Float]]) -> [Double] { evaluator.losses(meanOfLogits: outputs) }
 }

@@ -136,6 +136,12 @@ public struct RoundEngine: Sendable {
         var gossip = try config.gossipConfig()
         gossip.ledger = LedgerSync(store: store, caCertificate: trust.caCertificate, identity: (config.id, key))
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        // The gossip layer's ledger and file work gets a thread of its own:
+        // merges must not queue behind training and scoring (on the shared pool).
+        let gossipPool = NIOThreadPool(numberOfThreads: 1)
+        gossipPool.start()
+        defer { Task { try? await gossipPool.shutdownGracefully() } }
+        gossip.threadPool = gossipPool
         let node = try GossipNode(config: gossip, group: group, logger: logger)
         _ = try await node.start()
         let nodeTask = Task { try await node.run() }
@@ -233,55 +239,52 @@ public struct RoundEngine: Sendable {
         /// class c below carrying on in the last round's direction.
         func score(_ ordered: [(Accepted, [Float])], stats: AggregationStats, base: [Float], previousChange: [Float]?,
                    authorBases: [(base: [Float], change: [Float]?, previousSteps: [[Float]])], center: [Float],
-                   learner: any LocalLearner, classes: [Int], classNames: [String], baseHash: String) async throws -> ([String: [String: Double]], EntryBody.Scoring) {
+                   learner: any LocalLearner, classes: [Int], classNames: [String], baseHash: String) throws -> ([String: [String: Double]], EntryBody.Scoring) {
             let beta: Double = switch rule {
             case .trimmedMean(let b), .boundedTrimmedMean(let b): b
             case .median: 0.5
             default: 0
             }
-            // Thousands of evaluations: on the thread pool, off Swift's cooperative pool.
             let rule = self.rule
-            return try await NIOThreadPool.singleton.runIfActive {
-                let gates = ContributionScorer.gates(updates: ordered.map(\.1), bases: authorBases.map(\.base), previousChanges: authorBases.map(\.change),
-                                                     previousSteps: authorBases.map(\.previousSteps), trimmed: stats.trimmed, beta: beta)
-                let players = ordered.indices.filter { gates[$0] == nil }
-                var evaluator = learner.scorer(on: .assessment, classes: classes)
-                // A loss that is not a number (NaN parameters) counts as 1000, far above
-                // any real one (probabilities are clipped at 1e-15, so at most 34.6).
-                func finite(_ losses: [Double]) -> [Double] { losses.map { $0.isFinite ? $0 : 1e3 } }
-                func losses(_ parameters: [Float]) -> [Double] { finite(evaluator.losses(parameters)) }
-                // The empty coalition: carrying on in the last round's direction
-                // (the base plus the previous change), what the federation gets
-                // without anyone's new work; round 1: the base.
-                let carryOn = previousChange.map { zip(base, $0).map { $0 + $1 } } ?? base
-                let empty = losses(carryOn)
-                var buffer = [Float]()
-                let seed = UInt64(baseHash.prefix(16), radix: 16) ?? 0
-                // A linear model's logits are linear in its parameters, and a rule
-                // that trims nothing from a coalition this small is its mean: the
-                // coalition's losses come from the mean of its members' logits,
-                // computed once per member (docs/credits.md, "Shapley values").
-                func isMean(_ size: Int) -> Bool {
-                    switch rule {
-                    case .mean: true
-                    case .trimmedMean(let beta): AggregationRule.trimCount(beta: beta, n: size) == 0
-                    default: false
-                    }
+            let gates = ContributionScorer.gates(updates: ordered.map(\.1), bases: authorBases.map(\.base), previousChanges: authorBases.map(\.change),
+                                                 previousSteps: authorBases.map(\.previousSteps), trimmed: stats.trimmed, beta: beta)
+            let players = ordered.indices.filter { gates[$0] == nil }
+            let evaluator = learner.scorer(on: .assessment, classes: classes)
+            // A loss that is not a number (NaN parameters) counts as 1000, far above
+            // any real one (probabilities are clipped at 1e-15, so at most 34.6).
+            func finite(_ losses: [Double]) -> [Double] { losses.map { $0.isFinite ? $0 : 1e3 } }
+            func losses(_ parameters: [Float]) -> [Double] { finite(evaluator.losses(parameters)) }
+            // The empty coalition: carrying on in the last round's direction
+            // (the base plus the previous change), what the federation gets
+            // without anyone's new work; round 1: the base.
+            let carryOn = previousChange.map { zip(base, $0).map { $0 + $1 } } ?? base
+            let empty = losses(carryOn)
+            var buffer = [Float]()
+            let seed = UInt64(baseHash.prefix(16), radix: 16) ?? 0
+            // A linear model's logits are linear in its parameters, and a rule
+            // that trims nothing from a coalition this small is its mean: the
+            // coalition's losses come from the mean of its members' logits,
+            // computed once per member (docs/credits.md, "Shapley values").
+            func isMean(_ size: Int) -> Bool {
+                switch rule {
+                case .mean: true
+                case .trimmedMean(let beta): AggregationRule.trimCount(beta: beta, n: size) == 0
+                default: false
                 }
-                let memberLogits = players.compactMap { evaluator.outputs(ordered[$0].1) }
-                let values = ContributionScorer.shapley(players: players.count, dimensions: classes.count, seed: seed) { coalition in
-                    if memberLogits.count == players.count && !players.isEmpty && isMean(coalition.count) {
-                        return zip(empty, finite(evaluator.losses(meanOfOutputs: coalition.map { memberLogits[$0] }))).map { $0 - $1 }
-                    }
-                    let inputs = coalition.map { ordered[players[$0]].1 }
-                    guard (try? Aggregator.aggregate(inputs, rule: rule, center: center, reference: base, countTrimmed: false, into: &buffer)) != nil else {
-                        return classes.map { _ in 0 }
-                    }
-                    return zip(empty, losses(buffer)).map { $0 - $1 }
-                }
-                return Self.scores(authors: ordered.map(\.0.author), gates: gates, players: players, values: values,
-                                   names: classes.map { classNames[$0] }, seed: seed)
             }
+            let memberLogits = players.compactMap { evaluator.outputs(ordered[$0].1) }
+            let values = ContributionScorer.shapley(players: players.count, dimensions: classes.count, seed: seed) { coalition in
+                if memberLogits.count == players.count && !players.isEmpty && isMean(coalition.count) {
+                    return zip(empty, finite(evaluator.losses(meanOfOutputs: coalition.map { memberLogits[$0] }))).map { $0 - $1 }
+                }
+                let inputs = coalition.map { ordered[players[$0]].1 }
+                guard (try? Aggregator.aggregate(inputs, rule: rule, center: center, reference: base, countTrimmed: false, into: &buffer)) != nil else {
+                    return classes.map { _ in 0 }
+                }
+                return zip(empty, losses(buffer)).map { $0 - $1 }
+            }
+            return Self.scores(authors: ordered.map(\.0.author), gates: gates, players: players, values: values,
+                               names: classes.map { classNames[$0] }, seed: seed)
         }
 
         /// The scores entry of an aggregate: gated members score zero; the
