@@ -115,16 +115,7 @@ public struct RoundEngine: Sendable {
         let key = try Ed25519Keys.privateKey(at: config.keyFile)
         let certificatePEM = try PEMFiles.read(config.certificateFile)
         let trust = try config.network.trust()
-        let all = try CSVLoader.load(path: config.trainData, labelColumn: plan.label, classNames: classes)
-        let train: Dataset, validation: Dataset
-        if let v = config.validationData {
-            train = all
-            validation = try CSVLoader.load(path: v, labelColumn: plan.label, classNames: classes)
-        } else {
-            let (t, v) = Splitting.stratified(all, fraction: 0.1, seed: UInt64(plan.seed))
-            train = all.subset(t)
-            validation = all.subset(v)
-        }
+        let (train, validation) = try loadData(classes: classes)
         let state = config.stateDirectory
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
         let ledgerPath = "\(state)/ledger.sqlite"
@@ -137,7 +128,7 @@ public struct RoundEngine: Sendable {
         gossip.ledger = LedgerSync(store: store, caCertificate: trust.caCertificate, identity: (config.id, key))
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         // The gossip layer's ledger and file work gets a thread of its own:
-        // merges must not queue behind training and scoring (on the shared pool).
+        // merges must not queue behind training and scoring.
         let gossipPool = NIOThreadPool(numberOfThreads: 1)
         gossipPool.start()
         defer { Task { try? await gossipPool.shutdownGracefully() } }
@@ -171,6 +162,17 @@ public struct RoundEngine: Sendable {
             try? await group.shutdownGracefully()
             throw error
         }
+    }
+
+    /// This peer's training rows and validation split (its own file, or 10 % of the training rows, stratified).
+    func loadData(classes: [String]) throws -> (train: Dataset, validation: Dataset) {
+        let plan = config.network.plan
+        let all = try CSVLoader.load(path: config.trainData, labelColumn: plan.label, classNames: classes)
+        if let v = config.validationData {
+            return (all, try CSVLoader.load(path: v, labelColumn: plan.label, classNames: classes))
+        }
+        let (t, v) = Splitting.stratified(all, fraction: 0.1, seed: UInt64(plan.seed))
+        return (all.subset(t), all.subset(v))
     }
 
     /// The state of one run.
