@@ -190,6 +190,21 @@ public actor GossipNode {
     /// local append): pushes the entries a member is known to lack (saving it
     /// a pull round trip), and sends the heads to the members the push did
     /// not bring up to date, so they pull anything else.
+    ///
+    /// `appended`: the entries just appended to this node's own chain, in
+    /// order; when they extend the head this node knows, they are pushed at
+    /// once, without reading the ledger.
+    public func ledgerChanged(appended: [WireEntry]) async {
+        let me = config.institution
+        let positions = ChainReplication.positions(appended)
+        guard let last = positions.last, positions.allSatisfy({ $0.author == me }),
+              positions.first?.seq == replication.mine[me].map({ $0.seq + 1 }) else { return await ledgerChanged() }
+        replication.hold(appended)
+        replication.setHeads([last])
+        perform(replication.changed(links: registry.links))
+    }
+
+    /// `ledgerChanged(appended:)` when the appended entries are not at hand: reads the heads and own entries.
     public func ledgerChanged() async {
         guard let ledger = config.ledger else { return }
         let me = config.institution, after = replication.mine[me]?.seq

@@ -27,9 +27,7 @@ public struct LedgerSync: LedgerReplica {
     }
 
     public func entries(author: String, after: UInt64?, limit: Int) throws -> [WireEntry] {
-        try store.entries(author: author, after: after).prefix(limit).map {
-            WireEntry(header: $0.headerBytes, body: $0.body, hash: $0.hash, signature: $0.signature)
-        }
+        try store.entries(author: author, after: after).prefix(limit).map(\.wire)
     }
 
     public func entryHash(author: String, seq: UInt64) throws -> ContentHash? {
@@ -76,4 +74,9 @@ public struct LedgerSync: LedgerReplica {
         }
         return appended
     }
+}
+
+extension LedgerEntry {
+    /// The entry as the gossip layer carries it.
+    var wire: WireEntry { WireEntry(header: headerBytes, body: body, hash: hash, signature: signature) }
 }

@@ -85,8 +85,7 @@ extension RoundEngine.Session {
             try await round(r, &state, data)
         }
         if let p = state.pending {
-            try store.append(author: config.id, key: key, p.entries, state: p.state)
-            await node.ledgerChanged()
+            await node.ledgerChanged(appended: try store.append(author: config.id, key: key, p.entries, state: p.state).map(\.wire))
         }
         let cpuAtLastRound = processCPUSeconds()
         try await linger(round: UInt64(plan.rounds))

@@ -218,17 +218,18 @@ public struct RoundEngine: Sendable {
         func publish(round: UInt64, bytes: [UInt8], updateHash: String, baseHash: String, samples: Int, codec: String, metrics: [String: Double],
                      reveal: Bool = true, after earlier: PendingRecord? = nil) async throws {
             let blob = hex(SHA256.hash(data: bytes))
+            var appended: [LedgerEntry] = []
             if let existing = try store.entries(kind: .update, round: round).first(where: { $0.header.author == config.id }) {
                 guard EntryBody.decode(EntryBody.Update.self, from: existing.body)?.updateHash == updateHash else {
                     throw RoundError("this peer already signed a different update for round \(round) in \(store.path); start from an empty state directory")
                 }
-                if let earlier { try store.append(author: config.id, key: key, earlier.entries, state: earlier.state) }
+                if let earlier { appended = try store.append(author: config.id, key: key, earlier.entries, state: earlier.state) }
             } else {
                 let body = EntryBody.update(round: round, baseHash: baseHash, updateHash: updateHash, samples: samples, codec: codec, metrics: metrics, blob: blob)
-                try store.append(author: config.id, key: key, (earlier?.entries ?? []) + [(.update, round, { _ in body })], state: earlier?.state ?? [:])
+                appended = try store.append(author: config.id, key: key, (earlier?.entries ?? []) + [(.update, round, { _ in body })], state: earlier?.state ?? [:])
             }
             logger.debug("signed", metadata: ["round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
-            await node.ledgerChanged()
+            await node.ledgerChanged(appended: appended.map(\.wire))
             guard reveal else { return }
             try await node.publish(bytes, round: round, kind: codec == RoundEngine.modelCodec ? .update : .other)
             logger.debug("published", metadata: ["round": "\(round)", "at": "\(Int(Date().timeIntervalSince1970 * 1000) % 100000)"])
@@ -336,7 +337,7 @@ public struct RoundEngine: Sendable {
                 metrics: [:], blob: hex(SHA256.hash(data: altBytes))), key: key)
             let shown = Set(await node.connectedPeers().enumerated().filter { $0.offset % 2 == 0 }.map(\.element))
             try await node.publish(altBytes, round: round, kind: .update)
-            await node.send(entries: [WireEntry(header: entry.headerBytes, body: entry.body, hash: entry.hash, signature: entry.signature)], to: shown)
+            await node.send(entries: [entry.wire], to: shown)
             logger.warning("attack: equivocating", metadata: ["round": "\(round)", "second-update-to": "\(shown.sorted().joined(separator: ","))"])
         }
 
