@@ -23,6 +23,9 @@ struct JoinCommand: AsyncParsableCommand {
     var logLevel: String = ProcessInfo.processInfo.environment["FLPEER_LOG_LEVEL"] ?? "warning"
 
     func run() async throws {
+        // A reader of this peer's output that goes away (a demo being
+        // interrupted) must not kill it mid-round: writes just fail.
+        signal(SIGPIPE, SIG_IGN)
         let peer: PeerConfig
         do {
             peer = try PeerConfig.load(config)
@@ -38,9 +41,9 @@ struct JoinCommand: AsyncParsableCommand {
         logger.logLevel = level
         logger[metadataKey: "peer"] = "\(peer.id)"
         let n = peer.network
-        FileHandle.standardOutput.write(Data(("\(peer.id): joining '\(n.consortium)' (\(n.members.count) members), \(n.plan.rounds) rounds of \(n.plan.model.rawValue) with \(n.plan.rule)\n").utf8))
+        try? FileHandle.standardOutput.write(contentsOf: Data(("\(peer.id): joining '\(n.consortium)' (\(n.members.count) members), \(n.plan.rounds) rounds of \(n.plan.model.rawValue) with \(n.plan.rule)\n").utf8))
         let engine = RoundEngine(config: peer, logger: logger) { line in
-            FileHandle.standardOutput.write(Data((line + "\n").utf8))
+            try? FileHandle.standardOutput.write(contentsOf: Data((line + "\n").utf8))
         }
         let service = PeerService(engine: engine) {
             printErr("\(peer.id): shutdown requested; stopping after the current step")

@@ -138,5 +138,5 @@ struct CLIError: Error, CustomStringConvertible {
 
 /// Writes a line to standard error (progress that must not pollute --json output).
 func printErr(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
+    try? FileHandle.standardError.write(contentsOf: Data((line + "\n").utf8))
 }

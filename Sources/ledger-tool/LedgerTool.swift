@@ -40,14 +40,14 @@ struct VerifyCommand: ParsableCommand {
         do {
             caCert = try PEMFiles.certificate(at: ca)
         } catch {
-            FileHandle.standardError.write(Data("ledger-tool: \(error)\n".utf8))
+            try? FileHandle.standardError.write(contentsOf: Data("ledger-tool: \(error)\n".utf8))
             throw ExitCode(2)
         }
         let report: VerificationReport
         do {
             report = try LedgerVerifier.verify(path: ledger, caCertificate: caCert, against: against)
         } catch {
-            FileHandle.standardError.write(Data("ledger-tool: \(error)\n".utf8))
+            try? FileHandle.standardError.write(contentsOf: Data("ledger-tool: \(error)\n".utf8))
             throw ExitCode(2)
         }
         if json {
@@ -85,7 +85,7 @@ func readEntries(_ path: String) throws -> [LedgerEntry] {
     do {
         return try LedgerReader.entries(path: path)
     } catch {
-        FileHandle.standardError.write(Data("ledger-tool: \(error)\n".utf8))
+        try? FileHandle.standardError.write(contentsOf: Data("ledger-tool: \(error)\n".utf8))
         throw ExitCode(2)
     }
 }
@@ -197,7 +197,7 @@ struct AppendStressCommand: ParsableCommand {
         for i in 0..<count {
             let e = try store.append(author: author, kind: .update, round: UInt64(i + 1), body: EntryBody.update(
                 round: UInt64(i + 1), baseHash: "00", updateHash: String(i), samples: 1, codec: "f32", metrics: [:]), key: signing)
-            FileHandle.standardOutput.write(Data("acked \(e.header.seq)\n".utf8))  // unbuffered
+            try? FileHandle.standardOutput.write(contentsOf: Data("acked \(e.header.seq)\n".utf8))  // unbuffered
         }
     }
 }

@@ -37,7 +37,7 @@ struct ReportCommand: ParsableCommand {
         let entries = try readEntries(ledger)
         let report = Credits.report(entries: entries)
         if report.unreadable > 0 {
-            FileHandle.standardError.write(Data("ledger-tool: \(report.unreadable) aggregate entries carry scores that are not per class (a scoring rule older than \(Credits.ruleVersion)); they are left out\n".utf8))
+            try? FileHandle.standardError.write(contentsOf: Data("ledger-tool: \(report.unreadable) aggregate entries carry scores that are not per class (a scoring rule older than \(Credits.ruleVersion)); they are left out\n".utf8))
         }
         let text: String = switch format {
         case .table: Self.table(report)
@@ -49,7 +49,7 @@ struct ReportCommand: ParsableCommand {
             do {
                 try text.write(toFile: out, atomically: true, encoding: .utf8)
             } catch {
-                FileHandle.standardError.write(Data("ledger-tool: cannot write \(out): \(error.localizedDescription)\n".utf8))
+                try? FileHandle.standardError.write(contentsOf: Data("ledger-tool: cannot write \(out): \(error.localizedDescription)\n".utf8))
                 throw ExitCode(1)
             }
         } else {
@@ -57,12 +57,12 @@ struct ReportCommand: ParsableCommand {
         }
         if verify {
             let err = FileHandle.standardError
-            for m in report.mismatches { err.write(Data("ledger-tool: \(m)\n".utf8)) }
+            for m in report.mismatches { try? err.write(contentsOf: Data("ledger-tool: \(m)\n".utf8)) }
             if !report.mismatches.isEmpty {
-                err.write(Data("ledger-tool: \(report.mismatches.count) of \(report.recordedChecked) recorded credits do not re-derive\n".utf8))
+                try? err.write(contentsOf: Data("ledger-tool: \(report.mismatches.count) of \(report.recordedChecked) recorded credits do not re-derive\n".utf8))
                 throw ExitCode(1)
             }
-            err.write(Data("ledger-tool: verified: all \(report.recordedChecked) recorded credits re-derive from the entries; totals are sums of the round credits\n".utf8))
+            try? err.write(contentsOf: Data("ledger-tool: verified: all \(report.recordedChecked) recorded credits re-derive from the entries; totals are sums of the round credits\n".utf8))
         }
     }
 
