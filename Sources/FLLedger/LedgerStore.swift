@@ -16,7 +16,12 @@ public struct LedgerError: Error, Equatable, CustomStringConvertible, Sendable {
 /// WAL mode with `synchronous=FULL`: an append that returned is on disk.
 public final class LedgerStore: Sendable {
     public let path: String
-    let pool: DatabasePool
+    /// One connection for reads and writes: SQLite keeps a connection's page
+    /// cache across its own commits but drops it whenever another connection
+    /// wrote, so a pool's readers re-read every page they touch after each
+    /// merge (hundreds of `pread`s per round). Merges and reads run on the
+    /// gossip thread pool and the engine, one at a time either way.
+    let pool: DatabaseQueue
     /// Genesis keys already checked against the CA, by author (a chain's genesis never changes).
     let genesisKeys = Mutex<[String: Curve25519.Signing.PublicKey]>([:])
     /// The chain heads, loaded once and then kept current by this store's own
@@ -35,11 +40,15 @@ public final class LedgerStore: Sendable {
         self.path = path
         var config = Configuration()
         config.prepareDatabase { db in
+            // WAL set here, not with `journalMode = .wal`: GRDB follows that with `synchronous = NORMAL`.
+            guard try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL") == "wal" else {
+                throw LedgerError("\(path) cannot be put in WAL mode (is it on a file system without shared memory?)")
+            }
             try db.execute(sql: "PRAGMA synchronous = FULL")
             // Checkpoints run in the background (`WALCheckpointer`), not inside an append.
             try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
         }
-        pool = try DatabasePool(path: path, configuration: config)
+        pool = try DatabaseQueue(path: path, configuration: config)
         checkpointer = WALCheckpointer(path: path)
         try LedgerSchema.migrator.migrate(pool)
         try pool.write { db in

@@ -118,11 +118,9 @@ public struct SwiftModelLearner: LocalLearner {
         for y in data.labels where y >= 0 && y < k { counts[y] += 1 }
         var evaluator = ClassLossEvaluator(network: layout, data: data, classes: Array(0..<k))
         return candidates.map { parameters in
-            var net = layout
-            net.parameters = parameters
-            let m = net.evaluate(on: data)
-            return LearnerEvaluation(classLosses: evaluator.losses(parameters), classCounts: counts, confusion: m.confusion,
-                                     logLoss: m.logLoss, accuracy: m.accuracy)
+            let (losses, probabilities) = evaluator.lossesAndProbabilities(parameters)
+            let m = ClassificationMetrics(labels: data.labels, probabilities: probabilities, classes: k)
+            return LearnerEvaluation(classLosses: losses, classCounts: counts, confusion: m.confusion, logLoss: m.logLoss, accuracy: m.accuracy)
         }
     }
 

@@ -166,6 +166,7 @@ case "train": try trainBenchmark()
 case "memory": try memoryBenchmark()
 case "transfer": try await transferBenchmark()
 case "ledger": try ledgerBenchmark()
+case "score": try scoreBenchmark()
 case "transfer-receive": try await transferReceive()
 default:
     FileHandle.standardError.write(Data("usage: flbench aggregate|train [options]\n".utf8))

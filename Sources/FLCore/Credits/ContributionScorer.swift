@@ -147,19 +147,28 @@ public enum ContributionScorer {
         }
         var phi = [[Double]](repeating: zero, count: n)
         if n <= exactUpTo {
-            // φ_i = Σ_{S ∌ i} |S|!(n−|S|−1)!/n! · (u(S ∪ {i}) − u(S))
-            var weight = [Double](repeating: 0, count: n)
+            // φ_i = Σ_{S ∌ i} |S|!(n−|S|−1)!/n! · (u(S ∪ {i}) − u(S)),
+            // with every coalition's utility evaluated once, in mask order,
+            // into one flat table (mask × component).
+            var weight = [Double](repeating: 0, count: n + 1)  // weight[n] is never used (no player is outside the grand coalition)
             for s in 0..<n { weight[s] = 1 / (Double(n) * binomial(n - 1, s)) }
-            let full = (UInt64(1) << UInt64(n)) - 1
-            for mask in 0...full {
-                let size = mask.nonzeroBitCount
-                let without = u(mask)
-                for i in 0..<n where mask & (1 << UInt64(i)) == 0 {
-                    let with = u(mask | (1 << UInt64(i)))
-                    for k in 0..<d { phi[i][k] += weight[size] * (with[k] - without[k]) }
+            let count = 1 << n
+            var table = [Double](repeating: 0, count: count * d)
+            for mask in 1..<count {
+                let v = utility((0..<n).filter { mask & (1 << $0) != 0 })
+                precondition(v.count == d, "utility returned \(v.count) components, expected \(d)")
+                for k in 0..<d { table[mask * d + k] = v[k] }
+            }
+            table.withUnsafeBufferPointer { t in
+                for mask in 0..<count {
+                    let w = weight[mask.nonzeroBitCount]
+                    for i in 0..<n where mask & (1 << i) == 0 {
+                        let with = (mask | (1 << i)) * d, without = mask * d
+                        for k in 0..<d { phi[i][k] += w * (t[with + k] - t[without + k]) }
+                    }
                 }
             }
-            return VectorValues(values: phi, evaluations: cache.count - 1, permutations: 0, exact: true)
+            return VectorValues(values: phi, evaluations: count - 1, permutations: 0, exact: true)
         }
         // Sampled permutations (GTG-Shapley): within a permutation, once the
         // prefix is within `tolerance` of the grand coalition's utility the

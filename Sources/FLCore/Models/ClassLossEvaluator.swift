@@ -1,18 +1,22 @@
 /// Mean loss per class of many candidate parameter vectors on one fixed set
-/// of rows, as the credit scorer needs for every coalition of a round: the
-/// same numbers as `Network.classLosses(on:classes:)`, bit for bit, without
-/// its per-call allocations and input copy, and with four outputs of a
-/// layer computed per pass over a row.
+/// of rows, as the credit scorer needs for every coalition of a round. The
+/// rows are held eight at a time in `BlockedDense`'s transposed layout, so a
+/// candidate costs one pass of register-tiled kernels per layer and a
+/// vectorised softmax, and nothing is allocated per call. The values equal
+/// `Network.classLosses(on:classes:)` up to float rounding (the same sums in
+/// another order, and `BlockedDense.exp` for `expf`): within 1e-5 relative.
 public struct ClassLossEvaluator: Sendable {
     public let network: Network
     public let classes: [Int]
-    private let features: [Float]
     private let labels: [Int]
     private let rows: Int
+    private let blocks: Int
+    /// The features, blocked.
+    private let input: [Float]
     /// Where each label's loss goes in the result (-1: not scored).
     private let slot: [Int]
     private let counts: [Int]
-    /// One buffer per layer output, rows × width.
+    /// One blocked buffer per layer output.
     private var activations: [[Float]]
 
     /// `network` gives the layout; its parameters are not used.
@@ -20,47 +24,43 @@ public struct ClassLossEvaluator: Sendable {
         precondition(data.featureCount == network.spec.inputs, "data and network disagree on the feature count")
         self.network = network
         self.classes = classes
-        self.features = data.features
         self.labels = data.labels
         self.rows = data.rows
+        self.blocks = BlockedDense.blocks(rows: data.rows)
+        self.input = BlockedDense.transpose(data.features, rows: data.rows, width: data.featureCount)
         var slot = [Int](repeating: -1, count: network.spec.classes)
         for (i, c) in classes.enumerated() where c >= 0 && c < network.spec.classes { slot[c] = i }
         self.slot = slot
         var counts = [Int](repeating: 0, count: classes.count)
         for y in data.labels where y >= 0 && y < slot.count && slot[y] >= 0 { counts[slot[y]] += 1 }
         self.counts = counts
-        self.activations = network.layers.map { [Float](repeating: 0, count: max(1, data.rows) * $0.outputs) }
+        let blocks = max(1, self.blocks)
+        self.activations = network.layers.map { [Float](repeating: 0, count: blocks * $0.outputs * BlockedDense.lanes) }
     }
 
     /// The mean negative log-likelihood of each of `classes` over its rows (0 for a class without rows).
     public mutating func losses(_ parameters: [Float]) -> [Double] {
         precondition(parameters.count == network.parameters.count, "parameter vector has the wrong length")
-        let layers = network.layers, rows = self.rows
-        parameters.withUnsafeBufferPointer { p in
-            features.withUnsafeBufferPointer { x in
-                for (l, layer) in layers.enumerated() {
-                    let last = l == layers.count - 1
-                    let previous = l == 0 ? nil : activations[l - 1]
-                    activations[l].withUnsafeMutableBufferPointer { out in
-                        func run(_ input: UnsafeBufferPointer<Float>) {
-                            for r in 0..<rows {
-                                Self.layerRow(p.baseAddress!, layer, input.baseAddress! + r * layer.inputs, out.baseAddress! + r * layer.outputs, relu: !last)
-                                if last { Network.softmaxInPlace(out.baseAddress! + r * layer.outputs, count: layer.outputs) }
-                            }
-                        }
-                        if let previous { previous.withUnsafeBufferPointer(run) } else { run(x) }
-                    }
+        forward(parameters, layers: network.layers.count)
+        softmaxLast()
+        return classMeans()
+    }
+
+    /// The class losses and the probabilities of every class on every row
+    /// (rows × classes, row-major, as `Network.predictProbabilities`), from one pass.
+    public mutating func lossesAndProbabilities(_ parameters: [Float]) -> (losses: [Double], probabilities: [Float]) {
+        let losses = self.losses(parameters)
+        let k = network.spec.classes, lanes = BlockedDense.lanes, rows = self.rows
+        let probabilities = activations[activations.count - 1].withUnsafeBufferPointer { prob in
+            [Float](unsafeUninitializedCapacity: rows * k) { out, count in
+                for r in 0..<rows {
+                    let base = (r / lanes) * k * lanes + r % lanes
+                    for c in 0..<k { out[r * k + c] = prob[base + c * lanes] }
                 }
+                count = rows * k
             }
         }
-        let k = network.spec.classes
-        var sums = [Double](repeating: 0, count: classes.count)
-        activations[layers.count - 1].withUnsafeBufferPointer { prob in
-            for (row, y) in labels.enumerated() where slot[y] >= 0 {
-                sums[slot[y]] += ClassificationMetrics.negativeLogLikelihood(prob[row * k + y])
-            }
-        }
-        return zip(sums, counts).map { $1 == 0 ? 0 : $0 / Double($1) }
+        return (losses, probabilities)
     }
 
     /// Whether the model is linear in its parameters up to the softmax
@@ -68,21 +68,12 @@ public struct ClassLossEvaluator: Sendable {
     /// vectors are the mean of their logits.
     public var isLinear: Bool { network.layers.count == 1 }
 
-    /// The logits (before the softmax) of a linear model on every row, rows × classes.
-    public func logits(_ parameters: [Float]) -> [Float] {
+    /// The logits (before the softmax) of a linear model on every row, in
+    /// the evaluator's own (blocked) layout: for `losses(meanOfLogits:)`.
+    public mutating func logits(_ parameters: [Float]) -> [Float] {
         precondition(isLinear && parameters.count == network.parameters.count, "logits are for a linear model's parameter vector")
-        let layer = network.layers[0], rows = self.rows
-        var out = [Float](repeating: 0, count: rows * layer.outputs)
-        parameters.withUnsafeBufferPointer { p in
-            features.withUnsafeBufferPointer { x in
-                out.withUnsafeMutableBufferPointer { o in
-                    for r in 0..<rows {
-                        Self.layerRow(p.baseAddress!, layer, x.baseAddress! + r * layer.inputs, o.baseAddress! + r * layer.outputs, relu: false)
-                    }
-                }
-            }
-        }
-        return out
+        forward(parameters, layers: 1)
+        return activations[0]
     }
 
     /// The class losses of the mean of linear models given by their `logits`
@@ -90,7 +81,7 @@ public struct ClassLossEvaluator: Sendable {
     /// parameter vector in exact arithmetic, within float rounding here.
     public mutating func losses(meanOfLogits members: [[Float]]) -> [Double] {
         precondition(isLinear && !members.isEmpty, "the mean of at least one linear model")
-        let k = network.spec.classes, n = rows * k
+        let n = activations[0].count
         let scale = 1 / Float(members.count)
         activations[0].withUnsafeMutableBufferPointer { z in
             members[0].withUnsafeBufferPointer { first in z.baseAddress!.update(from: first.baseAddress!, count: n) }
@@ -98,35 +89,46 @@ public struct ClassLossEvaluator: Sendable {
                 m.withUnsafeBufferPointer { v in VectorMath.axpy(1, v, z) }
             }
             VectorMath.scale(z, by: scale)
-            for r in 0..<rows { Network.softmaxInPlace(z.baseAddress! + r * k, count: k) }
         }
+        softmaxLast()
+        return classMeans()
+    }
+
+    /// The first `layers` layers of the network on every block.
+    private mutating func forward(_ parameters: [Float], layers count: Int) {
+        let layers = network.layers, blocks = self.blocks
+        parameters.withUnsafeBufferPointer { p in
+            for l in 0..<count {
+                let layer = layers[l]
+                let relu = l != layers.count - 1
+                let previous = l == 0 ? input : activations[l - 1]
+                previous.withUnsafeBufferPointer { x in
+                    activations[l].withUnsafeMutableBufferPointer { out in
+                        BlockedDense.layer(weights: p.baseAddress! + layer.weightOffset, bias: p.baseAddress! + layer.biasOffset,
+                                           inputs: layer.inputs, outputs: layer.outputs, input: x.baseAddress!, output: out.baseAddress!,
+                                           blocks: blocks, relu: relu)
+                    }
+                }
+            }
+        }
+    }
+
+    private mutating func softmaxLast() {
+        let k = network.spec.classes, blocks = self.blocks
+        activations[activations.count - 1].withUnsafeMutableBufferPointer { z in
+            for b in 0..<blocks { BlockedDense.softmax(z.baseAddress! + b * k * BlockedDense.lanes, classes: k) }
+        }
+    }
+
+    /// Per scored class, the mean negative log-likelihood of its rows from the last layer's probabilities.
+    private func classMeans() -> [Double] {
+        let k = network.spec.classes, lanes = BlockedDense.lanes
         var sums = [Double](repeating: 0, count: classes.count)
-        activations[0].withUnsafeBufferPointer { prob in
+        activations[activations.count - 1].withUnsafeBufferPointer { prob in
             for (row, y) in labels.enumerated() where slot[y] >= 0 {
-                sums[slot[y]] += ClassificationMetrics.negativeLogLikelihood(prob[row * k + y])
+                sums[slot[y]] += ClassificationMetrics.negativeLogLikelihood(prob[((row / lanes) * k + y) * lanes + row % lanes])
             }
         }
         return zip(sums, counts).map { $1 == 0 ? 0 : $0 / Double($1) }
-    }
-
-    /// One row through one dense layer: out[o] = w[o]·x + b[o] (ReLU unless last).
-    @inline(__always)
-    private static func layerRow(_ p: UnsafePointer<Float>, _ layer: Network.Layer, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, relu: Bool) {
-        let ni = layer.inputs, no = layer.outputs
-        var o = 0
-        while o + 4 <= no {
-            let w = p + layer.weightOffset + o * ni
-            let d = VectorMath.dot4(x, w, w + ni, w + 2 * ni, w + 3 * ni, count: ni)
-            out[o] = d.0 + p[layer.biasOffset + o]
-            out[o + 1] = d.1 + p[layer.biasOffset + o + 1]
-            out[o + 2] = d.2 + p[layer.biasOffset + o + 2]
-            out[o + 3] = d.3 + p[layer.biasOffset + o + 3]
-            o += 4
-        }
-        while o < no {
-            out[o] = VectorMath.dot(UnsafeBufferPointer(start: x, count: ni), UnsafeBufferPointer(start: p + layer.weightOffset + o * ni, count: ni)) + p[layer.biasOffset + o]
-            o += 1
-        }
-        if relu { for i in 0..<no where out[i] < 0 { out[i] = 0 } }
     }
 }
