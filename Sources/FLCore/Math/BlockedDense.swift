@@ -28,18 +28,13 @@ public enum BlockedDense {
     /// [outputs][inputs]; `input` and `output` are blocked.
     public static func layer(weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>, inputs ni: Int, outputs no: Int,
                              input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, blocks: Int, relu: Bool) {
-        let tiled = no - no % 4
+        let tiled = no - no % 8
         for blk in 0..<blocks {
             let x = input + blk * ni * lanes, y = output + blk * no * lanes
-            var u = 0
-            while u + 8 <= tiled {
-                tile8(w + u * ni, bias + u, ni, x, y + u * lanes, relu)
-                u += 8
-            }
-            if u < tiled { tile4(w + u * ni, bias + u, ni, x, y + u * lanes, relu) }
+            for u in stride(from: 0, to: tiled, by: 8) { tile8(w + u * ni, bias + u, ni, x, y + u * lanes, relu) }
         }
-        // The last units (fewer than four): four blocks at a time, so that
-        // four independent sums hide the adds' latency.
+        // The last units (fewer than eight): one at a time, four blocks at a
+        // time, so that four independent sums hide the adds' latency.
         for u in tiled..<no {
             let wr = w + u * ni
             var blk = 0
@@ -53,16 +48,12 @@ public enum BlockedDense {
                     a0 = a0 + load(x0 + o) * c; a1 = a1 + load(x1 + o) * c
                     a2 = a2 + load(x2 + o) * c; a3 = a3 + load(x3 + o) * c
                 }
-                if relu {
-                    let z = V()
-                    a0.replace(with: z, where: a0 .< 0); a1.replace(with: z, where: a1 .< 0)
-                    a2.replace(with: z, where: a2 .< 0); a3.replace(with: z, where: a3 .< 0)
-                }
-                let stride = no * lanes
-                store(a0, output + blk * stride + u * lanes)
-                if blk + 1 < blocks { store(a1, output + (blk + 1) * stride + u * lanes) }
-                if blk + 2 < blocks { store(a2, output + (blk + 2) * stride + u * lanes) }
-                if blk + 3 < blocks { store(a3, output + (blk + 3) * stride + u * lanes) }
+                if relu { rectify(&a0); rectify(&a1); rectify(&a2); rectify(&a3) }
+                let step = no * lanes
+                store(a0, output + blk * step + u * lanes)
+                if blk + 1 < blocks { store(a1, output + (blk + 1) * step + u * lanes) }
+                if blk + 2 < blocks { store(a2, output + (blk + 2) * step + u * lanes) }
+                if blk + 3 < blocks { store(a3, output + (blk + 3) * step + u * lanes) }
                 blk += 4
             }
         }
@@ -82,33 +73,16 @@ public enum BlockedDense {
             a6 = a6 + v * V(repeating: w6[i]); a7 = a7 + v * V(repeating: w7[i])
         }
         if relu {
-            let z = V()
-            a0.replace(with: z, where: a0 .< 0); a1.replace(with: z, where: a1 .< 0)
-            a2.replace(with: z, where: a2 .< 0); a3.replace(with: z, where: a3 .< 0)
-            a4.replace(with: z, where: a4 .< 0); a5.replace(with: z, where: a5 .< 0)
-            a6.replace(with: z, where: a6 .< 0); a7.replace(with: z, where: a7 .< 0)
+            rectify(&a0); rectify(&a1); rectify(&a2); rectify(&a3)
+            rectify(&a4); rectify(&a5); rectify(&a6); rectify(&a7)
         }
         store(a0, y); store(a1, y + 8); store(a2, y + 16); store(a3, y + 24)
         store(a4, y + 32); store(a5, y + 40); store(a6, y + 48); store(a7, y + 56)
     }
 
+    /// ReLU, lane by lane.
     @inline(__always)
-    static func tile4(_ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>, _ ni: Int, _ x: UnsafePointer<Float>,
-                      _ y: UnsafeMutablePointer<Float>, _ relu: Bool) {
-        var a0 = V(repeating: bias[0]), a1 = V(repeating: bias[1]), a2 = V(repeating: bias[2]), a3 = V(repeating: bias[3])
-        let w1 = w + ni, w2 = w + 2 * ni, w3 = w + 3 * ni
-        for i in 0..<ni {
-            let v = load(x + i * lanes)
-            a0 = a0 + v * V(repeating: w[i]); a1 = a1 + v * V(repeating: w1[i])
-            a2 = a2 + v * V(repeating: w2[i]); a3 = a3 + v * V(repeating: w3[i])
-        }
-        if relu {
-            let z = V()
-            a0.replace(with: z, where: a0 .< 0); a1.replace(with: z, where: a1 .< 0)
-            a2.replace(with: z, where: a2 .< 0); a3.replace(with: z, where: a3 .< 0)
-        }
-        store(a0, y); store(a1, y + 8); store(a2, y + 16); store(a3, y + 24)
-    }
+    static func rectify(_ a: inout V) { a.replace(with: V(), where: a .< 0) }
 
     /// The softmax over `classes` units of every lane of one block, in place
     /// (max subtracted first; `exp` below).
