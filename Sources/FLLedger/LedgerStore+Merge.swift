@@ -72,15 +72,15 @@ struct Merger {
         guard h.consortium == consortium else { report.refused.append("\(at): consortium '\(h.consortium)' is not '\(consortium)'"); return }
         guard entry.hashIsIntact else { report.refused.append("\(at): stored hash does not match its bytes"); return }
         // The same bytes again (entries reach a peer along several paths): nothing to check or store.
-        if let existing = try Data.fetchOne(db.cachedStatement(sql: "SELECT hash FROM entries WHERE author = ? AND seq = ?"), arguments: [h.author, Int64(h.seq)]),
-           [UInt8](existing) == entry.hash {
+        let storedHash = try Data.fetchOne(db.cachedStatement(sql: "SELECT hash FROM entries WHERE author = ? AND seq = ?"), arguments: [h.author, Int64(h.seq)])
+        if let storedHash, [UInt8](storedHash) == entry.hash {
             report.duplicates += 1
             return
         }
         guard let key = try key(for: entry, db) else { return }
         guard entry.isSigned(by: key) else { report.refused.append("\(at): signature is not by '\(h.author)'"); return }
-        if let existing = try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries WHERE author = ? AND seq = ?",
-                                                   arguments: [h.author, Int64(h.seq)]).first {
+        if storedHash != nil, let existing = try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries WHERE author = ? AND seq = ?",
+                                                                      arguments: [h.author, Int64(h.seq)]).first {
             try fork(existing, entry, db)
             return
         }

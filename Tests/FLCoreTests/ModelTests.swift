@@ -178,6 +178,19 @@ struct ParameterHashTests {
         #expect(BlockedDense.exp(SIMD8<Float>(repeating: -200))[0] > 0)
         #expect(BlockedDense.exp(SIMD8<Float>(repeating: 0))[0] == 1)
     }
+
+    /// The vectorised ln the evaluator's losses use, against the C library's, from the 1e-15 clip to 1 and beyond.
+    @Test func blockedLogIsWithinTwoUlp() {
+        var x: Float = 1e-15
+        while x <= 4 {
+            let v = BlockedDense.log(SIMD8<Float>(repeating: x))[0]
+            let reference = Float(Foundation.log(Double(x)))
+            #expect(abs(v - reference) <= 2 * max(reference.magnitude.ulp, Float.ulpOfOne.ulp), "ln \(x): \(v) vs \(reference)")
+            x *= 1.0173
+        }
+        #expect(BlockedDense.log(SIMD8<Float>(repeating: 1))[0] == 0)
+        #expect(BlockedDense.log(SIMD8<Float>(repeating: .nan))[0].isNaN)
+    }
 }
 
 extension ClassLossEvaluatorTests {

@@ -16,10 +16,11 @@ func scoreBenchmark() throws {
     let data = Dataset(featureNames: all.featureNames, labelName: all.labelName, classNames: all.classNames,
                        features: Array(all.features.prefix(rows * k)), labels: Array(all.labels.prefix(rows)))
     let spec = ModelSpec(kind: hidden == 0 ? .logreg : .mlp, inputs: k, classes: all.classCount, hidden: hidden == 0 ? [] : [hidden])
+    let share = min(100, all.rows / members)  // each member trains on its own rows
     let updates = (0..<members).map { m -> [Float] in
         var net = Network(spec: spec, seed: 1)
         let part = Dataset(featureNames: all.featureNames, labelName: all.labelName, classNames: all.classNames,
-                           features: Array(all.features[(m * 100 * k)..<((m * 100 + 100) * k)]), labels: Array(all.labels[(m * 100)..<(m * 100 + 100)]))
+                           features: Array(all.features[(m * share * k)..<((m + 1) * share * k)]), labels: Array(all.labels[(m * share)..<((m + 1) * share)]))
         _ = Trainer.train(&net, on: part, config: TrainingConfig(epochs: 2, batchSize: 32, optimizer: .sgd(learningRate: 0.01, momentum: 0.9), l2: 1e-4, seed: UInt64(m)))
         return net.parameters
     }

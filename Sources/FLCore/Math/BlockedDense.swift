@@ -127,6 +127,37 @@ public enum BlockedDense {
         return p * scale
     }
 
+    /// ln x lane by lane for normal positive x (Cephes `logf`: x = 2ᵉ·(1 + m)
+    /// with 1 + m in [√½, √2), a degree-8 polynomial in m), within 2 ulp;
+    /// NaN stays NaN.
+    @inlinable @inline(__always)
+    public static func log(_ x: V) -> V {
+        let bits = unsafeBitCast(x, to: SIMD8<Int32>.self)
+        var m = unsafeBitCast((bits & 0x007F_FFFF) | 0x3F00_0000, to: V.self)  // in [0.5, 1)
+        let magic = V(repeating: 12_582_912)  // 1.5·2²³: an Int32 added to its bits reads back as that integer
+        var e = unsafeBitCast(((bits &>> 23) &- 126) &+ unsafeBitCast(magic, to: SIMD8<Int32>.self), to: V.self) - magic
+        let small = m .< V(repeating: 0.707_106_781_186_547_524)
+        e.replace(with: e - 1, where: small)
+        m.replace(with: m + m, where: small)
+        m = m - 1
+        let z = m * m
+        var y = V(repeating: 7.037_683_629_2e-2)
+        y = y * m - V(repeating: 1.151_461_031_0e-1)
+        y = y * m + V(repeating: 1.167_699_874_0e-1)
+        y = y * m - V(repeating: 1.242_014_084_6e-1)
+        y = y * m + V(repeating: 1.424_932_278_7e-1)
+        y = y * m - V(repeating: 1.666_805_766_5e-1)
+        y = y * m + V(repeating: 2.000_071_476_5e-1)
+        y = y * m - V(repeating: 2.499_999_399_3e-1)
+        y = y * m + V(repeating: 3.333_333_117_4e-1)
+        y = y * m * z
+        y = y + e * V(repeating: -2.121_944_4e-4)
+        y = y - z * V(repeating: 0.5)
+        var r = m + y + e * V(repeating: 0.693_359_375)
+        r.replace(with: x, where: x .!= x)
+        return r
+    }
+
     @inlinable @inline(__always)
     static func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
 

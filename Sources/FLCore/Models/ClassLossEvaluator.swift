@@ -15,6 +15,10 @@ public struct ClassLossEvaluator: Sendable {
     private let input: [Float]
     /// Where each label's loss goes in the result (-1: not scored).
     private let slot: [Int]
+    /// Per row of every block (padding included): where its true class's
+    /// probability is in the last layer's buffer, and its slot (-1: padding or not scored).
+    private let truthAt: [Int]
+    private let truthSlot: [Int]
     private let counts: [Int]
     /// One blocked buffer per layer output.
     private var activations: [[Float]]
@@ -34,6 +38,14 @@ public struct ClassLossEvaluator: Sendable {
         var counts = [Int](repeating: 0, count: classes.count)
         for y in data.labels where y >= 0 && y < slot.count && slot[y] >= 0 { counts[slot[y]] += 1 }
         self.counts = counts
+        let k = network.spec.classes, lanes = BlockedDense.lanes
+        var truthAt = [Int](repeating: 0, count: self.blocks * lanes), truthSlot = [Int](repeating: -1, count: self.blocks * lanes)
+        for (row, y) in data.labels.enumerated() where y >= 0 && y < k && slot[y] >= 0 {
+            truthAt[row] = ((row / lanes) * k + y) * lanes + row % lanes
+            truthSlot[row] = slot[y]
+        }
+        self.truthAt = truthAt
+        self.truthSlot = truthSlot
         let blocks = max(1, self.blocks)
         self.activations = network.layers.map { [Float](repeating: 0, count: blocks * $0.outputs * BlockedDense.lanes) }
     }
@@ -120,13 +132,20 @@ public struct ClassLossEvaluator: Sendable {
         }
     }
 
-    /// Per scored class, the mean negative log-likelihood of its rows from the last layer's probabilities.
+    /// Per scored class, the mean negative log-likelihood of its rows from
+    /// the last layer's probabilities (clipped to [1e-15, 1]), eight rows at a time.
     private func classMeans() -> [Double] {
-        let k = network.spec.classes, lanes = BlockedDense.lanes
+        let lanes = BlockedDense.lanes
         var sums = [Double](repeating: 0, count: classes.count)
         activations[activations.count - 1].withUnsafeBufferPointer { prob in
-            for (row, y) in labels.enumerated() where slot[y] >= 0 {
-                sums[slot[y]] += ClassificationMetrics.negativeLogLikelihood(prob[((row / lanes) * k + y) * lanes + row % lanes])
+            for b in 0..<blocks {
+                let base = b * lanes
+                var p = BlockedDense.V()
+                for l in 0..<lanes { p[l] = prob[truthAt[base + l]] }
+                p.replace(with: BlockedDense.V(repeating: 1e-15), where: p .< 1e-15)
+                p.replace(with: BlockedDense.V(repeating: 1), where: p .> 1)
+                let logs = BlockedDense.log(p)
+                for l in 0..<lanes where truthSlot[base + l] >= 0 { sums[truthSlot[base + l]] -= Double(logs[l]) }
             }
         }
         return zip(sums, counts).map { $1 == 0 ? 0 : $0 / Double($1) }
