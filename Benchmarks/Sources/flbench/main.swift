@@ -6,6 +6,7 @@
 //   flbench transfer [--mb 100] [--runs 3]
 //   flbench ledger [--entries 5000]
 //   flbench train [--hidden 64] [--batch 32] [--epochs 20] [--data PATH]
+//   flbench score [--members 10] [--rows 180] [--hidden 0] [--runs 5] [--data PATH]
 import FLCore
 import Foundation
 
@@ -169,6 +170,6 @@ case "ledger": try ledgerBenchmark()
 case "score": try scoreBenchmark()
 case "transfer-receive": try await transferReceive()
 default:
-    FileHandle.standardError.write(Data("usage: flbench aggregate|train [options]\n".utf8))
+    FileHandle.standardError.write(Data("usage: flbench aggregate|train|memory|transfer|ledger|score [options]\n".utf8))
     exit(64)
 }
