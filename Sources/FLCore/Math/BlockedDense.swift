@@ -88,6 +88,7 @@ public enum BlockedDense {
     /// (max subtracted first; `exp` below).
     @inline(__always)
     public static func softmax(_ z: UnsafeMutablePointer<Float>, classes k: Int) {
+        guard k > 0 else { return }
         var m = load(z)
         for c in 1..<max(k, 1) { let v = load(z + c * lanes); m.replace(with: v, where: m .< v) }
         var s = V()
@@ -127,9 +128,11 @@ public enum BlockedDense {
         return p * scale
     }
 
-    /// ln x lane by lane for normal positive x (Cephes `logf`: x = 2ᵉ·(1 + m)
-    /// with 1 + m in [√½, √2), a degree-8 polynomial in m), within 2 ulp;
-    /// NaN stays NaN.
+    /// ln x lane by lane for normal positive finite x (Cephes `logf`: x =
+    /// 2ᵉ·(1 + m) with 1 + m in [√½, √2), a degree-8 polynomial in m),
+    /// within 2 ulp; NaN stays NaN. Other inputs (0, subnormals, negatives,
+    /// +∞) give meaningless values: callers clamp first, as the evaluator
+    /// clamps probabilities to [1e-15, 1].
     @inlinable @inline(__always)
     public static func log(_ x: V) -> V {
         let bits = unsafeBitCast(x, to: SIMD8<Int32>.self)

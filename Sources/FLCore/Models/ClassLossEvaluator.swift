@@ -94,6 +94,7 @@ public struct ClassLossEvaluator: Sendable {
     public mutating func losses(meanOfLogits members: [[Float]]) -> [Double] {
         precondition(isLinear && !members.isEmpty, "the mean of at least one linear model")
         let n = activations[0].count
+        precondition(members.allSatisfy { $0.count == n }, "logits must come from this evaluator's logits(_:)")
         let scale = 1 / Float(members.count)
         activations[0].withUnsafeMutableBufferPointer { z in
             members[0].withUnsafeBufferPointer { first in z.baseAddress!.update(from: first.baseAddress!, count: n) }
