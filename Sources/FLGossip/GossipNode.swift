@@ -29,6 +29,8 @@ public actor GossipNode {
     let serverContext: NIOSSLContext
     let clientContext: NIOSSLContext
     var server: NIOAsyncChannel<Accepted, Never>?
+    /// Accepted connections not yet taken by the accept loop.
+    let unclaimed = UnclaimedChannels()
     var registry: ConnectionRegistry
     var replication = ChainReplication()
     var blobs: BlobExchange
@@ -74,7 +76,7 @@ public actor GossipNode {
     /// Binds the listening socket; returns the port (useful with port 0).
     public func start() async throws -> Int {
         if let ledger = config.ledger { replication.setHeads(try await offLoop { try ledger.heads() }) }
-        let server = try await GossipPipeline.listen(group: group, config: config, context: serverContext, traffic: traffic)
+        let server = try await GossipPipeline.listen(group: group, config: config, context: serverContext, traffic: traffic, unclaimed: unclaimed)
         self.server = server
         let port = server.channel.localAddress?.port ?? 0
         logger.info("listening", metadata: ["address": "\(config.listenHost):\(port)"])
@@ -115,6 +117,7 @@ public actor GossipNode {
         logger.info("messages received", metadata: ["by-type": "\(received.sorted { $0.key < $1.key }.map { "\(WireProtocol.MessageType(rawValue: $0.key).map { "\($0)" } ?? "?")=\($0.value)" }.joined(separator: " "))"])
         for channel in registry.open.values { channel.close(promise: nil) }
         await acceptor.value
+        await unclaimed.closeUnclaimed()
     }
 
     private func acceptLoop(_ server: NIOAsyncChannel<Accepted, Never>) async {
@@ -123,6 +126,7 @@ public actor GossipNode {
                 await withDiscardingTaskGroup { children in
                     do {
                         for try await accepted in inbound {
+                            unclaimed.claim(accepted.channel)
                             children.addTask { await self.serve(accepted, inbound: true, expected: nil) }
                         }
                     } catch {

@@ -17,8 +17,8 @@ enum GossipPipeline {
     typealias Accepted = GossipNode.Accepted
 
     /// Binds the listening socket: each accepted connection gets the server TLS handler and the pipeline.
-    static func listen(group: EventLoopGroup, config: GossipConfig, context: NIOSSLContext, traffic: TrafficCounter) async throws
-        -> NIOAsyncChannel<Accepted, Never> {
+    static func listen(group: EventLoopGroup, config: GossipConfig, context: NIOSSLContext, traffic: TrafficCounter,
+                       unclaimed: UnclaimedChannels) async throws -> NIOAsyncChannel<Accepted, Never> {
         try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -30,8 +30,9 @@ enum GossipPipeline {
                     let handler = NIOSSLServerHandler(
                         context: context, customVerificationCallback: config.tls.verificationCallback(clock: config.clock, verdict: verdict))
                     try channel.pipeline.syncOperations.addHandler(handler)
-                    return (channel: try wrap(channel, config: config, traffic: traffic), verdict: verdict,
-                            remote: "\(channel.remoteAddress.map { "\($0)" } ?? "?")")
+                    let wrapped = try wrap(channel, config: config, traffic: traffic)
+                    unclaimed.hold(wrapped)
+                    return (channel: wrapped, verdict: verdict, remote: "\(channel.remoteAddress.map { "\($0)" } ?? "?")")
                 }
             }
     }
