@@ -72,7 +72,8 @@ struct ChainReplication {
         for e in entries {
             guard let author = WireEntry.author(of: e.header), let seq = WireEntry.seq(of: e.header),
                   recent[author] != nil || recent.count < Self.maximumChains else { continue }
-            var chain = recent[author] ?? [:]
+            // Taken out and put back: mutating a copy read from the dictionary would copy the chain.
+            var chain = recent.removeValue(forKey: author) ?? [:]
             chain[seq] = e
             while chain.count > Self.recentPerChain, let oldest = chain.keys.min() { chain[oldest] = nil }
             recent[author] = chain
@@ -111,16 +112,18 @@ struct ChainReplication {
 
     /// `member` showed it holds `heads` (a hello, `ledger-heads`, or entries it sent).
     mutating func record(_ heads: [ChainHead], from member: String) -> [Action] {
-        var theirs = reported[member] ?? [:]
+        // Taken out and put back (a value taken out is uniquely referenced, so
+        // mutating it copies nothing; a copy read from the dictionary would).
+        var theirs = reported.removeValue(forKey: member) ?? [:]
+        defer { reported[member] = theirs }
         var changed = false
-        for h in heads where theirs[h.author] != nil || theirs.count < Self.maximumChains {
-            var positions = theirs[h.author] ?? [:]
-            if positions[h.seq] != h.hash { changed = true }
-            positions[h.seq] = h.hash
+        for h in heads {
+            var positions = theirs.removeValue(forKey: h.author) ?? [:]
+            guard !positions.isEmpty || theirs.count < Self.maximumChains else { continue }
+            if positions.updateValue(h.hash, forKey: h.seq) != h.hash { changed = true }
             if positions.count > 16, let oldest = positions.keys.min() { positions[oldest] = nil }
             theirs[h.author] = positions
         }
-        reported[member] = theirs
         return changed ? [.positionsReported(member)] : []
     }
 
@@ -136,8 +139,8 @@ struct ChainReplication {
     /// turns the pair into fork evidence). `theirs` may name only some
     /// chains; the others keep what it last reported.
     mutating func requestMissing(_ theirs: [ChainHead], from member: String, now: Instant) -> [Action] {
-        var known = peerHeads[member] ?? [:]
-        var times = reportedAt[member] ?? [:]
+        var known = peerHeads.removeValue(forKey: member) ?? [:]
+        var times = reportedAt.removeValue(forKey: member) ?? [:]
         for head in theirs {
             if known[head.author] != nil || known.count < Self.maximumChains {
                 if let k = known[head.author], k.seq > head.seq { continue }  // an echo of an older position
@@ -145,6 +148,7 @@ struct ChainReplication {
             }
             if times[head.author] != nil || times.count < Self.maximumChains { times[head.author] = now }
         }
+        // Put back (taken out above so that mutating them copied nothing).
         peerHeads[member] = known
         reportedAt[member] = times
         var actions: [Action] = []
@@ -240,15 +244,15 @@ struct ChainReplication {
     /// The kept entries `member` lacks (at most 8 per chain), assumed held
     /// from now on, and whether it then holds every head of this node.
     private mutating func push(to member: String) -> ([WireEntry], Bool) {
-        guard var theirs = peerHeads[member] else { return ([], false) }
+        guard peerHeads[member] != nil else { return ([], false) }
         var batch: [WireEntry] = []
         for head in mineSorted {
-            guard let seq = theirs[head.author]?.seq, head.seq > seq, head.seq - seq <= 8,
+            guard let seq = peerHeads[member]![head.author]?.seq, head.seq > seq, head.seq - seq <= 8,
                   let entries = held(author: head.author, after: seq, limit: 8), !entries.isEmpty else { continue }
             batch += entries
-            theirs[head.author] = head
+            peerHeads[member]![head.author] = head
         }
-        peerHeads[member] = theirs
+        let theirs = peerHeads[member]!
         return (batch, mineSorted.allSatisfy { head in theirs[head.author].map { $0.seq >= head.seq } ?? false })
     }
 

@@ -60,8 +60,13 @@ public enum Credits {
         /// Every other field is read on its own, as `credits.py` reads it: a
         /// malformed one is left out, not the entry.
         public init?(_ entry: LedgerEntry) {
-            guard entry.header.kind == .aggregate, let body = JSONValue.object(parsing: entry.body),
-                  let scores = Self.scores(body["scores"]) else { return nil }
+            guard let body = JSONValue.object(parsing: entry.body) else { return nil }
+            self.init(entry, body: body)
+        }
+
+        /// `init(_:)` from the entry's body already parsed (a caller that reads other fields of it too).
+        public init?(_ entry: LedgerEntry, body: [String: JSONValue]) {
+            guard entry.header.kind == .aggregate, let scores = Self.scores(body["scores"]) else { return nil }
             let screened = body["screened"]?.array?.compactMap { $0["author"]?.string } ?? []
             let scoring = body["scoring"]?.object
             self.init(assessor: entry.header.author, round: entry.header.round, scores: scores, classes: scoring?["classes"]?.strings,
@@ -129,16 +134,24 @@ public enum Credits {
         for a in assessments { for c in a.classes { holding[c, default: 0] += 1 } }
         let counted = holding.filter { 2 * $0.value > assessments.count }.keys.sorted()
         var positives: [String: Double] = [:], negatives: [String: Double] = [:], signed: [String: Double] = [:]
+        // Which assessors hold which counted class, and who each screened, looked up once.
+        let holds = assessments.map { a in counted.map(a.classes.contains) }
+        let screenedBy = assessments.map { Set($0.screened) }
+        var votes: [Double] = []
         for m in members.sorted() {
             var pos = 0.0, neg = 0.0
-            for c in counted {
+            // Per assessor (other than m): its scores of m, or whether it screened m out.
+            let seen = assessments.indices.map { k -> (scores: [String: Double]?, screened: Bool) in
+                assessments[k].assessor == m ? (nil, false) : (assessments[k].scores[m], screenedBy[k].contains(m))
+            }
+            for (ci, c) in counted.enumerated() {
                 var holders = 0
-                var votes: [Double] = []
-                for a in assessments where a.assessor != m && a.classes.contains(c) {
-                    if let s = a.scores[m] {
+                votes.removeAll(keepingCapacity: true)
+                for k in assessments.indices where holds[k][ci] {
+                    if let s = seen[k].scores {
                         holders += 1
                         votes.append(s[c] ?? 0)
-                    } else if a.screened.contains(m) {
+                    } else if seen[k].screened {
                         holders += 1
                     }
                 }
@@ -154,8 +167,10 @@ public enum Credits {
         // Claimed: per class, the median over its holders of what the other
         // members' updates were worth on their rows of the class; summed.
         var claimed = 0.0
-        for c in counted {
-            let claims = assessments.filter { $0.classes.contains(c) }.map { $0.othersWorth(in: c) }
+        let others = assessments.map { a in a.scores.keys.sorted().filter { $0 != a.assessor }.map { a.scores[$0]! } }
+        for (ci, c) in counted.enumerated() {
+            // Each holder's othersWorth(in: c), members in id order.
+            let claims = assessments.indices.filter { holds[$0][ci] }.map { k in others[k].map { $0[c] ?? 0 }.reduce(0, +) }
             claimed += median(claims) ?? 0
         }
         let consensus = members.sorted().map { signed[$0]! }.reduce(0, +)

@@ -52,6 +52,9 @@ extension EntryBody {
             public var updateHash: String
             public var trimmed: Int
             enum CodingKeys: String, CodingKey { case author, trimmed, updateHash = "update_hash" }
+            public init(author: String, updateHash: String, trimmed: Int) {
+                (self.author, self.updateHash, self.trimmed) = (author, updateHash, trimmed)
+            }
         }
 
         public struct LateUpdate: Codable, Sendable, Equatable {

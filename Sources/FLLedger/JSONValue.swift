@@ -195,7 +195,14 @@ struct JSONParser {
     /// A string at `i` (its opening quote): valid UTF-8, no raw control characters, RFC 8259 escapes.
     private mutating func string() -> String? {
         i += 1
-        var out: [UInt8] = []
+        // Most strings have no escapes: validate and take the bytes as they are.
+        let start = i
+        while i < bytes.count, bytes[i] != UInt8(ascii: "\""), bytes[i] != UInt8(ascii: "\\"), bytes[i] >= 0x20 { i += 1 }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "\"") {
+            i += 1
+            return String(validating: bytes[start..<(i - 1)], as: UTF8.self)
+        }
+        var out = Array(bytes[start..<i])
         while i < bytes.count {
             let b = bytes[i]
             if b == UInt8(ascii: "\"") {
@@ -233,6 +240,21 @@ struct JSONParser {
         return nil
     }
 
+    /// An integer literal's value (an optional minus, then digits), nil if it does not fit in 64 bits.
+    static func int64(_ text: ArraySlice<UInt8>) -> Int64? {
+        var digits = text[...]
+        let negative = digits.first == UInt8(ascii: "-")
+        if negative { digits = digits.dropFirst() }
+        var v: Int64 = 0
+        for d in digits {
+            let (m, o1) = v.multipliedReportingOverflow(by: 10)
+            let (a, o2) = negative ? m.subtractingReportingOverflow(Int64(d - UInt8(ascii: "0"))) : m.addingReportingOverflow(Int64(d - UInt8(ascii: "0")))
+            guard !o1, !o2 else { return nil }
+            v = a
+        }
+        return v
+    }
+
     /// -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
     private mutating func number() -> JSONValue? {
         let start = i
@@ -256,8 +278,8 @@ struct JSONParser {
             guard digits() > 0 else { return nil }
             integral = false
         }
+        if integral, let v = Self.int64(bytes[start..<i]) { return .integer(v) }
         let text = String(decoding: bytes[start..<i], as: UTF8.self)
-        if integral, let v = Int64(text) { return .integer(v) }
         guard let d = Double(text) else { return nil }
         return .number(EntryBody.finite(d))
     }

@@ -68,10 +68,16 @@ enum LedgerSchema {
     }
 
     static func entries(_ db: Database, sql: String, arguments: StatementArguments) throws -> [LedgerEntry] {
-        try Row.fetchAll(db.cachedStatement(sql: sql), arguments: arguments).map { row in
-            try LedgerEntry(headerBytes: [UInt8](row["header"] as Data), body: [UInt8](row["body"] as Data),
-                            hash: [UInt8](row["hash"] as Data), signature: [UInt8](row["signature"] as Data))
-        }
+        var out: [LedgerEntry] = []
+        let rows = try Row.fetchCursor(db.cachedStatement(sql: sql), arguments: arguments)
+        while let row = try rows.next() { out.append(try entry(row, from: 0)) }
+        return out
+    }
+
+    /// The entry in columns `c` to `c + 3` of `row` (header, body, hash, signature), each blob copied once.
+    static func entry(_ row: Row, from c: Int) throws -> LedgerEntry {
+        func bytes(_ i: Int) throws -> [UInt8] { try row.withUnsafeData(atIndex: c + i) { $0.map { [UInt8]($0) } ?? [] } }
+        return try LedgerEntry(headerBytes: bytes(0), body: bytes(1), hash: bytes(2), signature: bytes(3))
     }
 
     /// The Ed25519 key in a genesis entry's certificate, if the CA issued it to `author` in `consortium`.

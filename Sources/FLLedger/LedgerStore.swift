@@ -192,6 +192,23 @@ public final class LedgerStore: Sendable {
         }
     }
 
+    /// The entries of `kind` for `round` stored after row `after` (0: all), in
+    /// the order they were stored, and the last row read (`after` when none
+    /// is new): for readers that look again each time the ledger changes.
+    public func entries(kind: EntryKind, round: UInt64, storedAfter after: Int64) throws -> (entries: [LedgerEntry], last: Int64) {
+        try pool.unsafeReentrantRead { db in
+            var out: [LedgerEntry] = []
+            var last = after
+            let rows = try Row.fetchCursor(db.cachedStatement(sql: "SELECT id, header, body, hash, signature FROM entries WHERE round = ? AND kind = ? AND id > ? ORDER BY id"),
+                                           arguments: [Int64(round), Int64(kind.rawValue), after])
+            while let row = try rows.next() {
+                out.append(try LedgerSchema.entry(row, from: 1))
+                last = row[0]
+            }
+            return (out, last)
+        }
+    }
+
     /// How many entries of `kind` for `round` are stored (a cheap check before reading them).
     public func count(kind: EntryKind, round: UInt64) throws -> Int {
         try pool.unsafeReentrantRead { db in

@@ -25,19 +25,20 @@ struct ModelHistory {
     /// the author's round − 1 aggregate, recomputed from the updates its
     /// aggregate entry names (kept from last round) and checked against the
     /// hash; else (not recomputable) this peer's own.
-    mutating func bases(of authors: [String], round: UInt64, store: LedgerStore, rule: AggregationRule, learner: any LocalLearner,
+    mutating func bases(of authors: [String], round: UInt64, store: LedgerStore, bodies: BodyCache, previousAggregates: [LedgerEntry],
+                        rule: AggregationRule, learner: any LocalLearner,
                         mine: (id: String, base: [Float], change: [Float]?)) throws -> [(base: [Float], change: [Float]?, previousSteps: [[Float]])] {
-        // Each body is decoded once: an author's first entry of the kind and round.
-        func bodies<T: Decodable>(_ entries: [LedgerEntry], as type: T.Type) -> [String: T] {
+        // An author's first entry of the kind and round counts.
+        func first<T>(_ entries: [LedgerEntry], _ body: (LedgerEntry) -> T?) -> [String: T] {
             var out: [String: T] = [:]
             for e in entries where out[e.header.author] == nil {
-                if let body = EntryBody.decode(T.self, from: e.body) { out[e.header.author] = body }
+                if let b = body(e) { out[e.header.author] = b }
             }
             return out
         }
-        let updates = bodies(try store.entries(kind: .update, round: round), as: EntryBody.Update.self)
-        let previousUpdates = round > 1 ? bodies(try store.entries(kind: .update, round: round - 1), as: EntryBody.Update.self) : [:]
-        let aggregates = round > 1 ? bodies(try store.entries(kind: .aggregate, round: round - 1), as: AggregateRefs.self) : [:]
+        let updates = first(try store.entries(kind: .update, round: round), bodies.update)
+        let previousUpdates = round > 1 ? first(try store.entries(kind: .update, round: round - 1), bodies.update) : [:]
+        let aggregates = first(previousAggregates) { bodies.aggregate($0).refs }
         // The steps an author received last round, from its starting model then: what it aggregated (its aggregate entry names them).
         func received(_ author: String) -> [[Float]] {
             guard let previousBase = previousUpdates[author].flatMap({ models[$0.baseHash]?.values }),
@@ -58,10 +59,22 @@ struct ModelHistory {
     }
 
     /// What the gates need of an aggregate entry (the rest is not decoded).
-    struct AggregateRefs: Decodable {
+    struct AggregateRefs: Sendable {
         let resultHash: String
         let included: [EntryBody.Aggregate.Member]
-        enum CodingKeys: String, CodingKey { case included, resultHash = "result_hash" }
+
+        /// From a parsed aggregate body: nil unless `result_hash` is a string
+        /// and `included` a list of members with `author`, `update_hash` and an integer `trimmed`.
+        init?(json body: [String: JSONValue]) {
+            guard let resultHash = body["result_hash"]?.string, let list = body["included"]?.array else { return nil }
+            var included: [EntryBody.Aggregate.Member] = []
+            for m in list {
+                guard let author = m["author"]?.string, let updateHash = m["update_hash"]?.string,
+                      let trimmed = m["trimmed"]?.integer.flatMap(Int.init(exactly:)) else { return nil }
+                included.append(.init(author: author, updateHash: updateHash, trimmed: trimmed))
+            }
+            (self.resultHash, self.included) = (resultHash, included)
+        }
     }
 
     private mutating func model(_ hash: String, author: String, aggregate: AggregateRefs?, rule: AggregationRule, learner: any LocalLearner, round: UInt64) -> [Float]? {

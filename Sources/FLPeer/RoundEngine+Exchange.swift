@@ -23,7 +23,7 @@ extension RoundEngine.Session {
         var positions: [String: ChainHead] = [:]
         var entries: [String: Commitment] = [:]
         var echoed = false
-        var read = -1  // update entries of the round stored at the last read
+        var read: Int64 = 0  // the last ledger row of the round's update entries read
         defer { changes.cancelAlarm() }
         while true {
             try Task.checkCancellation()
@@ -76,15 +76,14 @@ extension RoundEngine.Session {
     /// One member's signed update entry for the round, with what it commits to.
     typealias Commitment = (entry: LedgerEntry, updateHash: String, blob: ContentHash)
 
-    /// Adds the round's update entries stored since the last read (`read`
-    /// counts them) to `entries`; returns their authors.
-    private func readCommitments(round: UInt64, into entries: inout [String: Commitment], read: inout Int) throws -> [String] {
-        let stored = try store.count(kind: .update, round: round)
-        guard stored != read else { return [] }
-        read = stored
+    /// Adds the round's update entries stored since the last read (`read`:
+    /// the last row read) to `entries`; returns their authors.
+    private func readCommitments(round: UInt64, into entries: inout [String: Commitment], read: inout Int64) throws -> [String] {
+        let (stored, last) = try store.entries(kind: .update, round: round, storedAfter: read)
+        read = last
         var added: [String] = []
-        for entry in try store.entries(kind: .update, round: round) where entries[entry.header.author] == nil && members.contains(entry.header.author) {
-            guard let body = EntryBody.decode(EntryBody.Update.self, from: entry.body),
+        for entry in stored where entries[entry.header.author] == nil && members.contains(entry.header.author) {
+            guard let body = bodies.update(entry),
                   let blob = body.blob.flatMap(unhex).flatMap(ContentHash.init) else { continue }
             entries[entry.header.author] = (entry, body.updateHash, blob)
             added.append(entry.header.author)

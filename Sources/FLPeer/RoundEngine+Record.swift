@@ -56,7 +56,10 @@ extension RoundEngine.Session {
         let stats = try Aggregator.aggregate(ordered.map(\.1), rule: rule, center: step.local, reference: step.baseParameters, into: &s.output)
         let scoringStart = clock.now
         s.history.note(model: step.baseParameters, hash: step.baseHash, round: UInt64(r))
-        let authorBases = try s.history.bases(of: ordered.map(\.0.author), round: UInt64(r), store: store, rule: rule, learner: data.learner,
+        bodies.drop(before: UInt64(max(r - 1, 0)))
+        let previousAggregates = r > 1 ? try store.entries(kind: .aggregate, round: UInt64(r - 1)) : []
+        let authorBases = try s.history.bases(of: ordered.map(\.0.author), round: UInt64(r), store: store, bodies: bodies,
+                                              previousAggregates: previousAggregates, rule: rule, learner: data.learner,
                                               mine: (config.id, step.baseParameters, step.previousChange))
         var (scores, scoring) = try score(ordered, stats: stats, base: s.model, previousChange: step.previousChange, authorBases: authorBases,
                                                 center: step.local, learner: data.learner, classes: data.assessedClasses,
@@ -66,7 +69,7 @@ extension RoundEngine.Session {
         if config.attack == .lyingAssessor {
             scores = Dictionary(uniqueKeysWithValues: scores.map { m, v in (m, v.mapValues { _ in m == config.id ? RoundEngine.lyingMaximum : 0 }) })
         }
-        let recordedCredits = try previousRoundCredits(UInt64(r))
+        let recordedCredits = try previousRoundCredits(UInt64(r), aggregates: previousAggregates)
         s.previousBase = step.baseParameters
         s.model = s.output
         let resultHash = data.learner.hash(s.model)
@@ -102,10 +105,14 @@ extension RoundEngine.Session {
         var late: [EntryBody.Late] = []
         let forked = Set(try store.flaggedAuthors(caCertificate: ca))
         for (closed, authors) in s.included where closed < r && closed + 5 >= r {
+            // Entries are only ever added: with no new one since the last look, none is late.
+            let stored = try store.count(kind: .update, round: closed)
+            guard s.lateChecked[closed] != stored else { continue }
+            s.lateChecked[closed] = stored
             for e in try store.entries(kind: .update, round: closed) where !authors.contains(e.header.author) && !forked.contains(e.header.author)
                 && !s.recordedLate.contains("\(e.header.author)#\(closed)") {
                 s.recordedLate.insert("\(e.header.author)#\(closed)")
-                let hash = EntryBody.decode(EntryBody.Update.self, from: e.body)?.updateHash ?? ""
+                let hash = bodies.update(e)?.updateHash ?? ""
                 late.append(.init(author: e.header.author, round: closed, updateHash: hash))
                 logger.notice("late update recorded", metadata: ["author": "\(e.header.author)", "round": "\(closed)"])
             }

@@ -40,6 +40,8 @@ extension RoundEngine {
         /// Who went into each round's aggregate here.
         var included: [UInt64: Set<String>] = [:]
         var recordedLate = Set<String>()
+        /// Update entries of each closed round stored when late updates were last looked for.
+        var lateChecked: [UInt64: Int] = [:]
         var pending: PendingRecord?
         var linksCut = false
         var attackRNG: SeededGenerator

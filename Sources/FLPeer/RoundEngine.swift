@@ -183,6 +183,8 @@ public struct RoundEngine: Sendable {
         let key: Curve25519.Signing.PrivateKey
         let ca: Certificate
         let changes: Changes
+        /// Bodies of entries read more than once, decoded once.
+        let bodies = BodyCache()
         var config: PeerConfig { engine.config }
         var plan: TrainingPlan { engine.config.network.plan }
         var members: [String] { engine.config.network.members.map(\.id) }
@@ -314,12 +316,13 @@ public struct RoundEngine: Sendable {
         /// The credits of round `round − 1`, from the aggregate entries of
         /// that round this peer holds (members proven to equivocate excepted),
         /// recorded so an auditor can re-derive them.
-        func previousRoundCredits(_ round: UInt64) throws -> EntryBody.RecordedCredits? {
+        /// `aggregates`: the aggregate entries of round `round − 1` stored here.
+        func previousRoundCredits(_ round: UInt64, aggregates: [LedgerEntry]) throws -> EntryBody.RecordedCredits? {
             guard round >= 2 else { return nil }
             let flagged = Set(try store.flaggedAuthors(caCertificate: ca))
             var assessments: [String: Credits.Assessment] = [:]
-            for e in try store.entries(kind: .aggregate, round: round - 1) where !flagged.contains(e.header.author) && assessments[e.header.author] == nil {
-                if let a = Credits.Assessment(e) { assessments[a.assessor] = a }
+            for e in aggregates where !flagged.contains(e.header.author) && assessments[e.header.author] == nil {
+                if let a = bodies.aggregate(e).assessment { assessments[a.assessor] = a }
             }
             guard !assessments.isEmpty else { return nil }
             let ordered = assessments.keys.sorted().map { assessments[$0]! }
