@@ -64,14 +64,13 @@ extension GossipNode {
     /// Merges what arrived, oldest first; batches that queued up behind a
     /// merge go into the next one together (one transaction).
     private func drainMerges() async {
-        guard let ledger = config.ledger else { return }
         while !merges.isEmpty {
             let batch = merges
             merges = []
             let me = config.institution, ownBefore = replication.mine[me]?.seq
             do {
                 let all = batch.flatMap(\.entries)
-                let (outcome, heads) = try await offLoop { (try ledger.merge(all), try ledger.heads()) }
+                guard let (outcome, heads) = try await io.merge(all) else { break }
                 replication.setHeads(heads)
                 replication.hold(outcome.held)
                 for (entries, from) in batch {
@@ -89,16 +88,8 @@ extension GossipNode {
 
     /// Answers a pull the kept entries do not cover, from the ledger.
     private func serveFromLedger(author: String, after: UInt64?, to member: String) async {
-        guard let ledger = config.ledger else { return }
         do {
-            let entries = try await offLoop { try ledger.entries(author: author, after: after, limit: ChainReplication.batch) }
-            var batch: [WireEntry] = []
-            var bytes = 0
-            for e in entries {
-                bytes += e.header.count + e.body.count + 104
-                if bytes > WireProtocol.maximumFrameSize - 4096 { break }
-                batch.append(e)
-            }
+            let batch = try await io.entriesToServe(author: author, after: after)
             if !batch.isEmpty { send([.ledgerEntries(batch)], to: member) }
         } catch {
             logger.error("cannot read ledger entries", metadata: ["author": "\(author)", "error": "\(error)"])
@@ -107,7 +98,7 @@ extension GossipNode {
 
     /// Compares a neighbour's entry at a position below this node's head with the one held.
     private func lookUp(author: String, seq: UInt64, theirs: ContentHash, from member: String) async {
-        guard let ledger = config.ledger, let ours = try? await offLoop({ try ledger.entryHash(author: author, seq: seq) }), ours != theirs else { return }
+        guard let ours = try? await io.entryHash(author: author, seq: seq), ours != theirs else { return }
         perform(replication.conflictFound(ChainHead(author: author, seq: seq, hash: theirs), from: member))
     }
 
@@ -122,13 +113,7 @@ extension GossipNode {
         }
         let complete: Bool
         do {
-            let work: @Sendable () throws -> Bool = {
-                try incoming.append(offset: offset, bytes: bytes)
-                guard incoming.isComplete else { return false }
-                try incoming.commit()
-                return true
-            }
-            complete = incoming.isOnDisk ? try await offLoop(work) : try work()
+            complete = try await io.append(incoming, offset: offset, bytes: bytes)
         } catch {
             logger.warning("bad blob data", metadata: ["hash": "\(hash)", "from": "\(member)", "error": "\(error)"])
             perform(blobs.retry(hash, links: registry.links))
@@ -137,21 +122,10 @@ extension GossipNode {
         if complete { perform(blobs.completed(hash, from: member, links: registry.links)) }
     }
 
-    /// Sends a stored blob's chunks; writes suspend while the channel is not
-    /// writable, so back-pressure keeps at most a few chunks in memory.
+    /// Sends a stored blob's chunks to `c` (back-pressured, `NodeIO.stream`).
     func stream(_ hash: ContentHash, size: UInt64, to c: Connection) async {
-        let chunk = config.chunkSize, store = self.store
-        let allocator = ByteBufferAllocator()
-        var offset: UInt64 = 0
         do {
-            repeat {
-                let n = Int(min(UInt64(chunk), size - offset)), at = offset
-                let bytes = store.isInMemory(hash)
-                    ? try store.read(hash, offset: at, length: n, allocator: allocator)
-                    : try await offLoop { try store.read(hash, offset: at, length: n, allocator: allocator) }
-                try await c.output.write(.chunk(hash: hash, offset: offset, bytes: bytes))
-                offset += UInt64(bytes.readableBytes)
-            } while offset < size
+            try await io.stream(hash, size: size, to: c.output)
         } catch {
             logger.debug("blob transfer stopped", metadata: ["hash": "\(hash)", "to": "\(c.institution)", "error": "\(error)"])
         }

@@ -47,18 +47,18 @@ public actor GossipNode {
     /// its sockets; everything that blocks goes to `pool`.
     nonisolated let loop: EventLoop
     public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.executor.asUnownedSerialExecutor() }
-    /// Where ledger and file work runs, off the event loop.
-    nonisolated let pool: NIOThreadPool
+    /// Ledger and file work, off the event loop.
+    nonisolated let io: NodeIO
 
     public init(config: GossipConfig, group: EventLoopGroup, logger: Logger) throws {
         self.config = config
         self.group = group
         self.loop = group.next()
-        self.pool = config.threadPool
         var l = logger
         l[metadataKey: "peer"] = "\(config.institution)"
         self.logger = l
         self.store = try BlobStore(directory: config.blobDirectory)
+        self.io = NodeIO(store: store, ledger: config.ledger, pool: config.threadPool, chunkSize: config.chunkSize)
         self.blobs = BlobExchange(store: store)
         self.registry = ConnectionRegistry(seed: config.seed)
         self.serverContext = try config.tls.makeContext(server: true)
@@ -66,16 +66,11 @@ public actor GossipNode {
         (events, eventSink) = AsyncStream.makeStream(of: GossipEvent.self)
     }
 
-    /// Runs `work` on the thread pool.
-    func offLoop<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await pool.runIfActive(work)
-    }
-
     // MARK: - Lifecycle
 
     /// Binds the listening socket; returns the port (useful with port 0).
     public func start() async throws -> Int {
-        if let ledger = config.ledger { replication.setHeads(try await offLoop { try ledger.heads() }) }
+        replication.setHeads(try await io.heads())
         let server = try await GossipPipeline.listen(group: group, config: config, context: serverContext, traffic: traffic, unclaimed: unclaimed)
         self.server = server
         let port = server.channel.localAddress?.port ?? 0
@@ -97,7 +92,7 @@ public actor GossipNode {
         await withTaskCancellationHandler {
             await withDiscardingTaskGroup { group in
                 for target in config.dial {
-                    group.addTask { await self.dialLoop(target) }
+                    group.addTask { await ConnectionDriver.dialLoop(target, node: self) }
                 }
                 if config.ledger != nil {
                     group.addTask {
@@ -114,7 +109,7 @@ public actor GossipNode {
             server.channel.close(promise: nil)
         }
         registry.stop()
-        logger.info("messages received", metadata: ["by-type": "\(received.sorted { $0.key < $1.key }.map { "\(WireProtocol.MessageType(rawValue: $0.key).map { "\($0)" } ?? "?")=\($0.value)" }.joined(separator: " "))"])
+        logger.info("messages received", metadata: ["by-type": "\(WireProtocol.describe(counts: received))"])
         for channel in registry.open.values { channel.close(promise: nil) }
         await acceptor.value
         await unclaimed.closeUnclaimed()
@@ -127,7 +122,7 @@ public actor GossipNode {
                     do {
                         for try await accepted in inbound {
                             unclaimed.claim(accepted.channel)
-                            children.addTask { await self.serve(accepted, inbound: true, expected: nil) }
+                            children.addTask { await ConnectionDriver.serve(accepted, inbound: true, expected: nil, node: self) }
                         }
                     } catch {
                         self.logger.debug("accept loop ended", metadata: ["error": "\(error)"])
@@ -154,17 +149,13 @@ public actor GossipNode {
     /// Stores `bytes` and announces them to every connected member.
     @discardableResult
     public func publish(_ bytes: [UInt8], round: UInt64, kind: Announce.Kind) async throws -> Announce {
-        let store = self.store
-        let hash = bytes.count <= BlobStore.memoryLimit ? try store.put(bytes) : try await offLoop { try store.put(bytes) }
-        return announceStored(hash, round: round, kind: kind)
+        announceStored(try await io.put(bytes), round: round, kind: kind)
     }
 
     /// Stores a file's contents and announces them.
     @discardableResult
     public func publish(file: String, round: UInt64, kind: Announce.Kind) async throws -> Announce {
-        let store = self.store
-        let hash = try await offLoop { try store.put(file: file) }
-        return announceStored(hash, round: round, kind: kind)
+        announceStored(try await io.put(file: file), round: round, kind: kind)
     }
 
     /// Announces a blob that is already in the store.
@@ -210,10 +201,9 @@ public actor GossipNode {
 
     /// `ledgerChanged(appended:)` when the appended entries are not at hand: reads the heads and own entries.
     public func ledgerChanged() async {
-        guard let ledger = config.ledger else { return }
         let me = config.institution, after = replication.mine[me]?.seq
         do {
-            let (heads, own) = try await offLoop { (try ledger.heads(), try ledger.entries(author: me, after: after, limit: ChainReplication.recentPerChain)) }
+            guard let (heads, own) = try await io.headsAndEntries(author: me, after: after, limit: ChainReplication.recentPerChain) else { return }
             replication.setHeads(heads)
             replication.hold(own)
         } catch {
@@ -259,8 +249,8 @@ public actor GossipNode {
 
     /// One anti-entropy tick (repair only: push, relay and pull move entries).
     func antiEntropy() async {
-        guard !registry.stopping, let ledger = config.ledger else { return }
-        if let heads = try? await offLoop({ try ledger.heads() }) { replication.setHeads(heads) }
+        guard !registry.stopping, config.ledger != nil else { return }
+        if let heads = try? await io.heads() { replication.setHeads(heads) }
         perform(replication.tick(links: registry.links, now: .now))
     }
 }

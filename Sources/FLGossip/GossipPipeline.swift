@@ -97,6 +97,23 @@ enum GossipPipeline {
         case failed(Error)
     }
 
+    /// The code and reason a connection that ended before or at admission is
+    /// reported with (nil: not worth reporting, a duplicate or a plain close).
+    static func describe(_ end: ConnectionEnd, verdict: PeerVerdict) -> (code: String, reason: String)? {
+        let code: String, reason: String
+        if case .failure(let r) = verdict.result {
+            (code, reason) = (r.code.rawValue, r.reason)
+        } else {
+            switch end {
+            case .rejected(let r): (code, reason) = (r.code.rawValue, r.reason)
+            case .duplicate: return nil
+            case .closedBeforeHello: (code, reason) = ("no-hello", "connection closed before a verified hello")
+            case .failed(let error): (code, reason) = classify(error)
+            }
+        }
+        return code == "closed" ? nil : (code, reason)
+    }
+
     /// Writes a connection's outbox in order.
     static func drain(_ outbox: AsyncStream<[WireMessage]>, to output: NIOAsyncChannelOutboundWriter<WireMessage>) async {
         for await batch in outbox {

@@ -138,6 +138,11 @@ public enum WireProtocol {
     public static let defaultChunkSize = 262_144
     /// Longest string field in bytes (ids, consortium names, reasons).
     public static let maximumStringLength = 256
+
+    /// Message counts by type byte as "announce=3 pull=1 …", in type order (for logs).
+    public static func describe(counts: [UInt8: Int]) -> String {
+        counts.sorted { $0.key < $1.key }.map { "\(MessageType(rawValue: $0.key).map { "\($0)" } ?? "?")=\($0.value)" }.joined(separator: " ")
+    }
     /// Most chain heads a hello or heads message may carry, and most ids in a neighbours message.
     public static let maximumHeads = 1024
     /// Most ledger entries in one message.
