@@ -208,10 +208,11 @@ struct ChainReplication {
         }
         var actions = gaps.isEmpty ? [] : requestMissing(gaps, from: member, now: now)
         guard stored > 0 else { return actions }
-        // Entries of other members' chains that `member` relayed: tell it this
-        // node holds them now, so that it can count this node's confirmation
-        // (see `unconfirmed`) without waiting for an anti-entropy tick.
-        let relayed = Set(positions.map(\.author)).subtracting([member]).sorted().compactMap { mine[$0] }
+        // Entries that `member` relayed from authors this node has no link to
+        // (so it may not echo them): tell it this node holds them now, so that
+        // it can count this node's confirmation (see `unconfirmed`) without
+        // waiting for an anti-entropy tick.
+        let relayed = Set(positions.map(\.author)).subtracting(links.connected).subtracting([member]).sorted().compactMap { mine[$0] }
         if !relayed.isEmpty { actions.append(.send(to: member, [.ledgerHeads(relayed)])) }
         actions += relayHeads(authors: Set(positions.map(\.author)), except: member, links: links)
         if entries.count == Self.batch, let theirs = peerHeads[member] {
