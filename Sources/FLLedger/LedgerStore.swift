@@ -47,6 +47,9 @@ public final class LedgerStore: Sendable {
             try db.execute(sql: "PRAGMA synchronous = FULL")
             // Checkpoints run in the background (`WALCheckpointer`), not inside an append.
             try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
+            // A ledger's working set (a few rounds of every chain) stays in
+            // the connection's page cache (SQLite's default is 2 MiB).
+            try db.execute(sql: "PRAGMA cache_size = -32768")
         }
         pool = try DatabaseQueue(path: path, configuration: config)
         checkpointer = WALCheckpointer(path: path)
