@@ -43,6 +43,9 @@ struct ChainReplication {
     private var conflictPulls: Set<String> = []
     /// The outstanding pull per chain: after which seq, and when.
     private var pendingPulls: [String: (after: UInt64?, at: Instant)] = [:]
+    /// The highest position of each chain received and waiting for a merge
+    /// (not pulled again meanwhile: a neighbour's echo often names it first).
+    private var queued: [String: UInt64] = [:]
     /// The last entries of each chain this node holds.
     private var recent: [String: [UInt64: WireEntry]] = [:]
     // Anti-entropy: the heads the last tick saw, the neighbours it sent them to,
@@ -110,6 +113,18 @@ struct ChainReplication {
         lackedAtLastTick[member] = nil
     }
 
+    /// Entries at `positions` arrived and wait for a merge.
+    mutating func queue(_ positions: [ChainHead]) {
+        for p in positions where (queued[p.author].map { p.seq > $0 } ?? true) && (queued[p.author] != nil || queued.count < Self.maximumChains) {
+            queued[p.author] = p.seq
+        }
+    }
+
+    /// A merge of `entries` failed: their chains may be pulled again.
+    mutating func mergeFailed(_ entries: [WireEntry]) {
+        for p in Self.positions(entries) { queued[p.author] = nil }
+    }
+
     /// `member` showed it holds `heads` (a hello, `ledger-heads`, or entries it sent).
     mutating func record(_ heads: [ChainHead], from member: String) -> [Action] {
         // Taken out and put back (a value taken out is uniquely referenced, so
@@ -161,6 +176,7 @@ struct ChainReplication {
                 }
                 continue
             }
+            if let q = queued[head.author], q >= head.seq { continue }  // received, being merged
             let after = mine[head.author]?.seq
             // One pull per chain position at a time: every neighbour offers the same entries.
             if let pending = pendingPulls[head.author], pending.after == after, now - pending.at < .milliseconds(500) { continue }
@@ -198,7 +214,10 @@ struct ChainReplication {
     /// pull gaps from it, tell the other neighbours, and keep pulling after a full batch.
     mutating func merged(_ entries: [WireEntry], stored: Int, from member: String, links: Links, now: Instant) -> [Action] {
         let positions = Self.positions(entries)
-        for author in Set(positions.map(\.author)) { pendingPulls[author] = nil }
+        for author in Set(positions.map(\.author)) {
+            pendingPulls[author] = nil
+            if let q = queued[author], q <= (mine[author]?.seq ?? 0) || positions.contains(where: { $0.author == author && $0.seq == q }) { queued[author] = nil }
+        }
         // A chain whose entries start past this node's head + 1 (a push that
         // assumed more than this node holds): pull the gap. (Entries right
         // after the head that were refused diverge from it: a fork, not a gap.)

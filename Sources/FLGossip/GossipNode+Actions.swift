@@ -54,7 +54,9 @@ extension GossipNode {
     /// Entries a neighbour sent: it holds them; they wait for the one merge in progress.
     func receive(_ entries: [WireEntry], from member: String) {
         guard config.ledger != nil, !entries.isEmpty else { return }
-        perform(replication.record(ChainReplication.positions(entries), from: member))
+        let positions = ChainReplication.positions(entries)
+        perform(replication.record(positions, from: member))
+        replication.queue(positions)
         merges.append((entries, member))
         guard !merging else { return }
         merging = true
@@ -80,6 +82,7 @@ extension GossipNode {
                 // The merge signed evidence into this node's own chain: push it now.
                 if replication.mine[me]?.seq != ownBefore { await ledgerChanged() }
             } catch {
+                for (entries, _) in batch { replication.mergeFailed(entries) }
                 logger.warning("ledger merge failed", metadata: ["from": "\(batch.map(\.from).joined(separator: ","))", "error": "\(error)"])
             }
         }
