@@ -7,7 +7,7 @@ import NIOPosix
 import NIOSSL
 
 /// A node's connections: dialling with backoff, the hello exchange and
-/// admission, one writer per connection, and the message loop that hands
+/// admission, and each connection's message loop, which hands
 /// each message to the node (`GossipNode.handle` routes it to its state
 /// machine). Each function runs isolated to the node (its `isolated`
 /// parameter), on the node's event loop, so it updates the node's
@@ -48,16 +48,9 @@ enum ConnectionDriver {
                 var messages = input.makeAsyncIterator()
                 let hello = try await admit(try await messages.next(), verdict: verdict, expected: expected, output: output, node: node)
                 channel.channel.pipeline.handler(type: HelloDeadline.self).whenSuccess { $0.passed() }
-                let (outbox, sink) = AsyncStream.makeStream(of: [WireMessage].self)
-                let c = GossipNode.Connection(institution: hello.institution, outbox: sink, output: output, id: node.registry.nextID(), channel: channel.channel)
+                let c = GossipNode.Connection(institution: hello.institution, output: output, id: node.registry.nextID(), channel: channel.channel)
                 registered = c
                 established(c, hello: hello, inbound: inbound, node: node)
-                // The one writer: messages go out in the order they were sent.
-                let writer = Task { await GossipPipeline.drain(outbox, to: output) }
-                defer {
-                    sink.finish()
-                    writer.cancel()
-                }
                 while let message = try await messages.next() {
                     await node.handle(message, from: c)
                 }
@@ -93,6 +86,7 @@ enum ConnectionDriver {
 
     private static func established(_ c: GossipNode.Connection, hello: Hello, inbound: Bool, node: isolated GossipNode) {
         node.registry.register(c)
+        node.linksChanged()
         node.eventSink.yield(.connected(institution: c.institution, inbound: inbound))
         node.logger.info("connected", metadata: ["member": "\(c.institution)", "inbound": "\(inbound)"])
         node.perform(node.blobs.connected(c.institution))
@@ -102,6 +96,7 @@ enum ConnectionDriver {
 
     private static func closed(_ c: GossipNode.Connection, node: isolated GossipNode) {
         guard node.registry.remove(c) else { return }
+        node.linksChanged()
         node.replication.disconnected(c.institution)
         announceNeighbours(node: node)
         node.perform(node.blobs.disconnected(c.institution, links: node.registry.links))
@@ -112,7 +107,7 @@ enum ConnectionDriver {
     /// Tells every neighbour which members this node is connected to now.
     private static func announceNeighbours(node: isolated GossipNode) {
         let ids = node.registry.connections.keys.sorted()
-        for c in node.registry.connections.values { c.outbox.yield([.neighbours(ids)]) }
+        for c in node.registry.connections.values { c.send([.neighbours(ids)]) }
     }
 
     private static func report(_ end: GossipPipeline.ConnectionEnd, remote: String, verdict: PeerVerdict, node: isolated GossipNode) {

@@ -8,12 +8,19 @@ import NIOCore
 struct ConnectionRegistry {
     struct Connection: Sendable {
         let institution: String
-        /// Messages for this connection, written in order by its one writer task.
-        let outbox: AsyncStream<[WireMessage]>.Continuation
-        /// Direct writes, for streaming a pulled blob's chunks with back-pressure.
+        /// Back-pressured writes, for streaming a pulled blob's chunks.
         let output: NIOAsyncChannelOutboundWriter<WireMessage>
         let id: UInt64
         let channel: Channel
+
+        /// Writes `messages` in order and flushes once. Called on the node's
+        /// event loop, which is the channel's (one loop per peer), so the
+        /// write happens at once, with no task or thread in between.
+        func send(_ messages: [WireMessage]) {
+            guard let last = messages.last else { return }
+            for m in messages.dropLast() { channel.write(m, promise: nil) }
+            channel.writeAndFlush(last, promise: nil)
+        }
     }
 
     enum Admission: Equatable {

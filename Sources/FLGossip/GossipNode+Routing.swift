@@ -7,7 +7,7 @@ import NIOCore
 extension GossipNode {
     /// Queues `messages` for `member`'s connection, in order (dropped if it is gone).
     func send(_ messages: [WireMessage], to member: String) {
-        registry.connections[member]?.outbox.yield(messages)
+        registry.connections[member]?.send(messages)
     }
 
     /// Routes one received message to the state machine it concerns.
@@ -31,6 +31,7 @@ extension GossipNode {
         case .ledgerEntries(let entries): receive(entries, from: id)
         case .neighbours(let ids):
             let (changed, lost) = registry.neighbours(ids, of: id)
+            if changed { linksChanged() }
             if changed { eventSink.yield(.neighboursChanged(of: id)) }
             if !lost.isEmpty { perform(replication.neighbourLostLinks(id) ); perform(blobs.lostLinks(lost, of: id)) }
         }

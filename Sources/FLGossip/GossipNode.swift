@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
+import Synchronization
 
 /// One institution's gossip endpoint: accepts and dials mutual-TLS
 /// connections to members, disseminates content-addressed blobs by
@@ -22,6 +23,8 @@ public actor GossipNode {
     public nonisolated let store: BlobStore
     /// Frame bytes in and out over all connections.
     public nonisolated let traffic = TrafficCounter()
+    /// `reachableMembers()`, recomputed when a connection or a neighbour's links change.
+    nonisolated let reachable: Mutex<Set<String>>
 
     let eventSink: AsyncStream<GossipEvent>.Continuation
     let group: EventLoopGroup
@@ -61,6 +64,7 @@ public actor GossipNode {
         self.io = NodeIO(store: store, ledger: config.ledger, pool: config.threadPool, chunkSize: config.chunkSize)
         self.blobs = BlobExchange(store: store)
         self.registry = ConnectionRegistry(seed: config.seed)
+        self.reachable = Mutex([config.institution])
         self.serverContext = try config.tls.makeContext(server: true)
         self.clientContext = try config.tls.makeContext(server: false)
         (events, eventSink) = AsyncStream.makeStream(of: GossipEvent.self)
@@ -139,7 +143,14 @@ public actor GossipNode {
 
     /// Members this node can reach now: its connections and theirs (as their
     /// last `neighbours` messages said), one relay away at most, and itself.
-    public func reachableMembers() -> Set<String> { registry.reachable(me: config.institution) }
+    /// Read without a hop onto the node's loop (a round engine asks at every wake-up).
+    public nonisolated func reachableMembers() -> Set<String> { reachable.withLock { $0 } }
+
+    /// Recomputes `reachableMembers()` after the links changed.
+    func linksChanged() {
+        let now = registry.reachable(me: config.institution)
+        reachable.withLock { $0 = now }
+    }
 
     /// Stops emitting events.
     public func finishEvents() { eventSink.finish() }
@@ -172,7 +183,7 @@ public actor GossipNode {
         let push = a.size <= WireProtocol.pushLimit && store.isInMemory(hash)
             ? try? store.read(hash, offset: 0, length: Int(a.size), allocator: ByteBufferAllocator()) : nil
         let messages: [WireMessage] = push.map { [.announce(a), .chunk(hash: hash, offset: 0, bytes: $0)] } ?? [.announce(a)]
-        for c in registry.connections.values { c.outbox.yield(messages) }
+        for c in registry.connections.values { c.send(messages) }
         return a
     }
 
@@ -244,7 +255,7 @@ public actor GossipNode {
     /// node's ledger (used by the `equivocate` attack to show different
     /// members different entries; honest peers never call it).
     public func send(entries: [WireEntry], to members: Set<String>) {
-        for c in registry.connections.values where members.contains(c.institution) { c.outbox.yield([.ledgerEntries(entries)]) }
+        for c in registry.connections.values where members.contains(c.institution) { c.send([.ledgerEntries(entries)]) }
     }
 
     /// One anti-entropy tick (repair only: push, relay and pull move entries).

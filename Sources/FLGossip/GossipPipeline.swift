@@ -113,14 +113,6 @@ enum GossipPipeline {
         }
         return code == "closed" ? nil : (code, reason)
     }
-
-    /// Writes a connection's outbox in order.
-    static func drain(_ outbox: AsyncStream<[WireMessage]>, to output: NIOAsyncChannelOutboundWriter<WireMessage>) async {
-        for await batch in outbox {
-            do { try await output.write(contentsOf: batch) } catch { break }
-        }
-    }
-
 }
 
 /// Closes the channel unless the hello is verified in time.

@@ -45,7 +45,7 @@ extension RoundEngine.Session {
                 if author != config.id, let h = ContentHash(e.entry.hash) { positions[author] = ChainHead(author: author, seq: e.entry.header.seq, hash: h) }
                 action = machine.checked(author, ok: true, now: clock.now)
             }
-            if machine.wantsReachability { action = machine.reachable(await node.reachableMembers(), now: clock.now) }
+            if machine.wantsReachability { action = machine.reachable(node.reachableMembers(), now: clock.now) }
             if machine.phase == .confirming {
                 if !echoed {
                     echoed = true

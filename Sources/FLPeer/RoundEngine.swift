@@ -354,7 +354,7 @@ public struct RoundEngine: Sendable {
                 try Task.checkCancellation()
                 let seen = changes.count
                 let done = Set(try store.entries(kind: .checkpoint, round: round).map(\.header.author))
-                let reachable = await node.reachableMembers()
+                let reachable = node.reachableMembers()
                 if members.filter(reachable.contains).allSatisfy(done.contains) { break }
                 changes.alarm(at: deadline)
                 await changes.wait(after: seen)
