@@ -103,6 +103,7 @@ extension RoundEngine.Session {
 
     /// Round 0: pooled feature statistics, so every member standardises alike.
     func agreeOnStandardisation(train: Dataset, validation: Dataset, classes: [String]) async throws -> RunData {
+        await awaitNeighbours(limit: .seconds(min(plan.roundDeadlineSeconds, 10)))
         let statsBytes = EntryBody.statistics(FeatureStatistics(of: train))
         let statsHash = hex(SHA256.hash(data: statsBytes))
         try await publish(round: 0, bytes: statsBytes, updateHash: statsHash, baseHash: "", samples: train.rows, codec: RoundEngine.statsCodec, metrics: [:])
@@ -111,7 +112,7 @@ extension RoundEngine.Session {
             return s
         }
         guard let scaler = FeatureStatistics.pooled(statsIn.map(\.1)) else { throw RoundError("the members' feature statistics do not combine (different feature counts?)") }
-        logger.info("standardisation agreed", metadata: ["members": "\(statsIn.map(\.0.author).joined(separator: ","))"])
+        logger.info("standardisation agreed", metadata: ["members": "\(statsIn.map(\.0.author).joined(separator: ","))", "unix-ms": "\(Self.unixMillis())"])
         var trainStd = scaler.transform(train)
         let validationStd = scaler.transform(validation)
         // Copied before an attack rewrites the training labels.
@@ -128,6 +129,26 @@ extension RoundEngine.Session {
         return RunData(learner: learner, spec: spec, classes: classes, scaler: scaler, trainRows: trainStd.rows,
                        assessedClasses: Array(Set(assessment.labels)).sorted(), modelPath: "\(config.stateDirectory)/model.safetensors",
                        metadata: ["model": spec.kind.rawValue, "hidden": spec.hidden.map(String.init).joined(separator: ","), "classes": classes.joined(separator: ",")])
+    }
+
+    /// Waits, at most `limit`, until this peer is connected to all its
+    /// neighbours, so that the members start round 0 together: a member
+    /// still being dialled gets the others' statistics over links that come
+    /// up one by one, and closes round 0 tens of milliseconds after the
+    /// first, which then waits that long in round 1.
+    func awaitNeighbours(limit: Duration) async {
+        let clock = ContinuousClock()
+        let deadline = clock.now + limit
+        defer { changes.cancelAlarm() }
+        while clock.now < deadline && !Task.isCancelled {
+            let seen = changes.count
+            if await node.connectedPeers().count >= config.neighbourCount { return }
+            changes.alarm(at: deadline)
+            await changes.wait(after: seen)
+        }
+        let connected = await node.connectedPeers()
+        logger.notice("starting round 0 before every neighbour is connected", metadata: [
+            "connected": "\(connected.joined(separator: ","))", "neighbours": "\(config.neighbourCount)"])
     }
 
     /// One round: local step, commit and exchange, screen, aggregate, score, record.
