@@ -269,15 +269,16 @@ struct ChainReplication {
     /// The kept entries `member` lacks (at most 8 per chain), assumed held
     /// from now on, and whether it then holds every head of this node.
     private mutating func push(to member: String) -> ([WireEntry], Bool) {
-        guard peerHeads[member] != nil else { return ([], false) }
+        // Taken out and put back, as in `record`.
+        guard var theirs = peerHeads.removeValue(forKey: member) else { return ([], false) }
+        defer { peerHeads[member] = theirs }
         var batch: [WireEntry] = []
         for head in mineSorted {
-            guard let seq = peerHeads[member]![head.author]?.seq, head.seq > seq, head.seq - seq <= 8,
+            guard let seq = theirs[head.author]?.seq, head.seq > seq, head.seq - seq <= 8,
                   let entries = held(author: head.author, after: seq, limit: 8), !entries.isEmpty else { continue }
             batch += entries
-            peerHeads[member]![head.author] = head
+            theirs[head.author] = head
         }
-        let theirs = peerHeads[member]!
         return (batch, mineSorted.allSatisfy { head in theirs[head.author].map { $0.seq >= head.seq } ?? false })
     }
 

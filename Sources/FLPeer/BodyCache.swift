@@ -5,7 +5,8 @@ import Synchronization
 /// once per entry: a round's update entries (read by the exchange, the
 /// gates, and the next round's gates) and the previous round's aggregates
 /// (read by the gates and by the credits). Entries are immutable (keyed by
-/// their hash); rounds more than two behind are dropped.
+/// their hash); `drop(before:)` forgets older rounds (the engine keeps the
+/// round it records and the one before).
 final class BodyCache: Sendable {
     /// What the gates and the credits read of an aggregate entry.
     struct Aggregate: Sendable {
