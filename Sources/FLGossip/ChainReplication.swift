@@ -125,6 +125,21 @@ struct ChainReplication {
         for p in Self.positions(entries) { queued[p.author] = nil }
     }
 
+    /// The furthest position of `author`'s chain that a neighbour reported
+    /// holding, and which neighbour (a peer compares its own chain with it).
+    func furthestReported(of author: String) -> (seq: UInt64, member: String)? {
+        var best: (seq: UInt64, member: String)?
+        for (member, chains) in reported {
+            guard let seq = chains[author]?.keys.max() else { continue }
+            if best.map({ seq > $0.seq }) ?? true { best = (seq, member) }
+        }
+        for (member, heads) in peerHeads {
+            guard let seq = heads[author]?.seq else { continue }
+            if best.map({ seq > $0.seq }) ?? true { best = (seq, member) }
+        }
+        return best
+    }
+
     /// `member` showed it holds `heads` (a hello, `ledger-heads`, or entries it sent).
     mutating func record(_ heads: [ChainHead], from member: String) -> [Action] {
         // Taken out and put back (a value taken out is uniquely referenced, so

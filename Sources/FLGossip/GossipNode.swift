@@ -141,6 +141,9 @@ public actor GossipNode {
     /// Members with an established connection.
     public func connectedPeers() -> [String] { registry.connections.keys.sorted() }
 
+    /// The furthest position of `author`'s chain a neighbour reported holding (hello or heads), and who.
+    public func furthestReported(of author: String) -> (seq: UInt64, member: String)? { replication.furthestReported(of: author) }
+
     /// Members this node can reach now: its connections and theirs (as their
     /// last `neighbours` messages said), one relay away at most, and itself.
     /// Read without a hop onto the node's loop (a round engine asks at every wake-up).

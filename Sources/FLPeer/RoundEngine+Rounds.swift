@@ -78,32 +78,29 @@ extension RoundEngine.Session {
             logger.notice("resuming", metadata: ["after-round": "\(round)"])
         }
         let firstRound = (resumeAfter?.0 ?? 0) + 1
-        if firstRound > plan.rounds {
-            try Data(data.learner.encode(state.model, metadata: data.metadata)).write(to: URL(fileURLWithPath: data.modelPath), options: .atomic)
-        }
         let cpuAtFirstRound = processCPUSeconds()
         for r in firstRound..<(plan.rounds + 1) {
             try Task.checkCancellation()
             try await round(r, &state, data)
         }
         if let p = state.pending {
+            try await guardOwnChain()
             await node.ledgerChanged(appended: try store.append(author: config.id, key: key, p.entries, state: p.state).map(\.wire))
         }
+        // Written once the last round's record is durable: a failed write is redone offline by a restart.
+        try writeFinalModel()
         let cpuAtLastRound = processCPUSeconds()
         try await linger(round: UInt64(plan.rounds))
         let summary = RunSummary(
             id: config.id, rounds: state.reports, secondsPerRound: state.reports.map(\.seconds).reduce(0, +) / Double(max(1, state.reports.count)),
             bytesIn: node.traffic.bytesIn, bytesOut: node.traffic.bytesOut, modelFile: data.modelPath, ledgerFile: store.path,
             model: data.spec, classes: classes, standardizer: data.scaler, cpuSeconds: processCPUSeconds(), roundCPUSeconds: cpuAtLastRound - cpuAtFirstRound)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(summary).write(to: URL(fileURLWithPath: "\(config.stateDirectory)/summary.json"), options: .atomic)
+        try writeSummary(summary)
         return summary
     }
 
     /// Round 0: pooled feature statistics, so every member standardises alike.
     func agreeOnStandardisation(train: Dataset, validation: Dataset, classes: [String]) async throws -> RunData {
-        await awaitNeighbours(limit: .seconds(min(plan.roundDeadlineSeconds, 10)))
         let statsBytes = EntryBody.statistics(FeatureStatistics(of: train))
         let statsHash = hex(SHA256.hash(data: statsBytes))
         try await publish(round: 0, bytes: statsBytes, updateHash: statsHash, baseHash: "", samples: train.rows, codec: RoundEngine.statsCodec, metrics: [:])
