@@ -36,8 +36,9 @@ public struct PeerConfig: Sendable {
         public var cutAfterRound: Int = 0
     }
 
-    /// Loads the peer file and the network file it names, and checks that they agree.
-    public static func load(_ file: String) throws(ConfigError) -> PeerConfig {
+    /// Loads the peer file and the network file it names, and checks that they
+    /// agree and that this member's and the CA's certificates are valid at `now`.
+    public static func load(_ file: String, now: Date = Date()) throws(ConfigError) -> PeerConfig {
         let y = try YAMLReader.load(file)
         try y.onlyKeys(["network", "id", "key", "certificate", "listen", "data", "state_dir", "neighbours", "attack", "faults"])
         let networkFile = try y.existingFile("network", example: "network.yaml")
@@ -91,7 +92,7 @@ public struct PeerConfig: Sendable {
         let config = PeerConfig(file: file, network: network, id: id, keyFile: key, certificateFile: cert, listenHost: host, listenPort: port,
                                 trainData: train, validationData: validation, stateDirectory: state, dial: dial,
                                 attack: attack, neighbourCount: neighbourCount, faults: faults)
-        _ = try config.tls()
+        try config.checkValidity(of: try config.tls(), at: now)
         return config
     }
 

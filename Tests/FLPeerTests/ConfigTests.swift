@@ -145,3 +145,31 @@ struct ConfigTests {
         #expect { try PeerConfig.load("\(f.dir)/alice.yaml") } throws: { ($0 as? ConfigError)?.key == "certificate" }
     }
 }
+
+@Suite("certificate validity at load")
+struct CertificateValidityTests {
+    @Test func anExpiredOrNotYetValidCertificateIsNamedWithItsDate() throws {
+        let f = try ConfigFixture()
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        let later = Date().addingTimeInterval(31 * 86_400)
+        do {
+            _ = try PeerConfig.load("\(f.dir)/alice.yaml", now: later)
+            Issue.record("a certificate that expired yesterday loaded")
+        } catch {
+            #expect(error.key == "certificate")
+            #expect(error.description.contains("names alice.pem, which expired on 20"), "\(error)")
+        }
+        let ca = try ConsortiumCA.load(directory: "\(f.dir)/ca")
+        let (key, csr) = try InstitutionKey.generate(institution: "alice")
+        try PEMFiles.write(Ed25519Keys.pem(key), to: "\(f.dir)/alice.key.pem", secret: true)
+        let start = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 86_400).rounded(.down))
+        try PEMFiles.write(try PEMFiles.pem(try ca.sign(csr, days: 30, now: start)), to: "\(f.dir)/alice.pem")
+        do {
+            _ = try PeerConfig.load("\(f.dir)/alice.yaml")
+            Issue.record("a certificate valid only from tomorrow loaded")
+        } catch {
+            #expect(error.description.contains("names alice.pem, which is not valid until \(PeerConfig.utc(start.addingTimeInterval(-300)))"), "\(error)")
+        }
+        _ = try PeerConfig.load("\(f.dir)/alice.yaml", now: start)
+    }
+}

@@ -1,0 +1,101 @@
+import FLIdentity
+import Foundation
+import Testing
+
+/// A two-member consortium folder written with FLIdentity, so that the
+/// certificates' validity windows can be chosen.
+struct OperatorFixture {
+    let dir: URL
+    var path: String { dir.path }
+
+    /// `caYears`/`caIssued` and `days`/`issued` set the CA's and alice's validity windows.
+    init(caIssued: Date = Date(), caYears: Int = 10, issued: Date = Date(), days: Int = 30) throws {
+        dir = try temporaryDirectory()
+        let ca = try ConsortiumCA.create(consortium: "demo", years: caYears, now: caIssued)
+        try ca.save(directory: "\(dir.path)/ca", now: caIssued)
+        for id in ["alice", "bob"] {
+            let (key, csr) = try InstitutionKey.generate(institution: id)
+            try PEMFiles.write(Ed25519Keys.pem(key), to: "\(dir.path)/\(id).key.pem", secret: true)
+            try PEMFiles.write(try PEMFiles.pem(try ca.sign(csr, days: days, now: issued)), to: "\(dir.path)/\(id).pem")
+        }
+        try write("train.csv", "label,x,y\n0,1,0\n1,2,1\n0,1,1\n1,3,0\n0,0,1\n1,2,2\n0,1,2\n1,3,3\n")
+        try write("network.yaml", Self.network)
+        try write("alice.yaml", Self.peer)
+    }
+
+    static let network = """
+        consortium: demo
+        ca: ca/ca.pem
+        members:
+          - id: alice
+            address: 127.0.0.1:7001
+          - id: bob
+            address: 127.0.0.1:7002
+        plan:
+          rounds: 1
+          rule: mean
+          classes: [0, 1]
+          round_deadline_seconds: 2
+        """
+
+    static let peer = """
+        network: network.yaml
+        id: alice
+        key: alice.key.pem
+        certificate: alice.pem
+        listen: 127.0.0.1:0
+        data:
+          train: train.csv
+        state_dir: state/alice
+        """
+
+    func write(_ name: String, _ text: String) throws {
+        try text.write(toFile: "\(dir.path)/\(name)", atomically: true, encoding: .utf8)
+    }
+
+    func remove() { try? FileManager.default.removeItem(at: dir) }
+}
+
+private let day: TimeInterval = 86_400
+
+@Suite("operator errors")
+struct OperatorErrorTests {
+    @Test func configCheckNamesAnExpiredCertificateAndJoinStopsWithTheSameSentence() async throws {
+        let f = try OperatorFixture(issued: Date().addingTimeInterval(-40 * day), days: 30)
+        defer { f.remove() }
+        let check = try await flpeer("config", "check", "--config", "\(f.path)/alice.yaml")
+        #expect(check.status == 1)
+        #expect(check.stderr.contains("alice.yaml: key 'certificate' names alice.pem, which expired on "), "\(check.stderr)")
+        #expect(check.stderr.contains("UTC; ask the coordinator for a new certificate"), "\(check.stderr)")
+        #expect(!check.stdout.contains("certificate valid"))
+        let join = try await flpeer("join", "--config", "\(f.path)/alice.yaml")
+        #expect(join.status == 1)
+        #expect(join.stderr.contains("key 'certificate' names alice.pem, which expired on "), "\(join.stderr)")
+    }
+
+    @Test func configCheckNamesANotYetValidCertificate() async throws {
+        let f = try OperatorFixture(issued: Date().addingTimeInterval(2 * day), days: 30)
+        defer { f.remove() }
+        let check = try await flpeer("config", "check", "--config", "\(f.path)/alice.yaml")
+        #expect(check.status == 1)
+        #expect(check.stderr.contains("alice.yaml: key 'certificate' names alice.pem, which is not valid until "), "\(check.stderr)")
+        #expect(check.stderr.contains("check this machine's clock"), "\(check.stderr)")
+    }
+
+    @Test func configCheckNamesAnExpiredCA() async throws {
+        let issued = Date().addingTimeInterval(-800 * day)
+        let f = try OperatorFixture(caIssued: issued, caYears: 1, issued: Date(), days: 30)
+        defer { f.remove() }
+        let check = try await flpeer("config", "check", "--config", "\(f.path)/alice.yaml")
+        #expect(check.status == 1)
+        #expect(check.stderr.contains("network.yaml: key 'ca' names ca.pem, which expired on "), "\(check.stderr)")
+    }
+
+    @Test func configCheckPrintsTheValidityOfAGoodCertificate() async throws {
+        let f = try OperatorFixture()
+        defer { f.remove() }
+        let check = try await flpeer("config", "check", "--config", "\(f.path)/alice.yaml")
+        #expect(check.status == 0, "\(check.stderr)")
+        #expect(check.stdout.contains("certificate valid until 20"), "\(check.stdout)")
+    }
+}
