@@ -57,7 +57,7 @@ public struct PeerConfig: Sendable {
         try data.onlyKeys(["train", "validation"])
         let train = try data.existingFile("train", example: "part-1.csv")
         let validation = data.child("validation") == nil ? nil : try data.existingFile("validation", example: "validation.csv")
-        let state = y.resolve(try y.string("state_dir", example: "state/\(id)"))
+        let state = try y.folder("state_dir", example: "state/\(id)")
         var dial = network.members.map(\.id).filter { $0 > id }
         var neighbourCount = network.members.count - 1
         if let list = try y.sequence("neighbours") {

@@ -98,4 +98,28 @@ struct OperatorErrorTests {
         #expect(check.status == 0, "\(check.stderr)")
         #expect(check.stdout.contains("certificate valid until 20"), "\(check.stdout)")
     }
+
+    @Test func anAbsurdValidityIsOneSentenceNamingTheFlag() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        #expect(try await flpeer("ca", "init", "--consortium", "demo", "--out", "\(dir.path)/ca").status == 0)
+        #expect(try await flpeer("keygen", "--institution", "alice", "--out", dir.path).status == 0)
+        let r = try await flpeer("ca", "sign", "--ca", "\(dir.path)/ca", "--csr", "\(dir.path)/alice.csr.pem", "--days", "99999999999", "--out", "\(dir.path)/alice.pem")
+        #expect(r.status == 64)
+        #expect(r.stderr.contains("--days must be from 1 to 36500 (100 years), got 99999999999"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: "\(dir.path)/alice.pem"))
+        let years = try await flpeer("ca", "init", "--consortium", "demo", "--out", "\(dir.path)/ca2", "--years", "99999999")
+        #expect(years.status == 64)
+        #expect(years.stderr.contains("--years must be from 1 to 100, got 99999999"), "\(years.stderr)")
+    }
+
+    @Test func demoDirThatIsAFileIsNamed() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = "\(dir.path)/notes.txt"
+        try "x".write(toFile: file, atomically: true, encoding: .utf8)
+        let r = try await flpeer("demo", "--dir", file)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("--dir \(file) is a file, not a folder; give a new or empty folder"), "\(r.stderr)")
+    }
 }

@@ -98,6 +98,8 @@ struct ConfigTests {
         ("alice.yaml", "listen: 127.0.0.1:7001", "listen: seven", "alice.yaml", "listen", "HOST:PORT"),
         ("alice.yaml", "  train: train.csv", "  train: missing.csv", "alice.yaml", "data.train", "does not exist"),
         ("alice.yaml", "state_dir: state/alice", "state_dir: [1, 2]", "alice.yaml", "state_dir", "non-empty text"),
+        ("alice.yaml", "state_dir: state/alice", "state_dir: train.csv", "alice.yaml", "state_dir", "names 'train.csv', which is a file, not a folder; name a folder (it is created if absent)"),
+        ("alice.yaml", "  train: train.csv", "  train: ca", "alice.yaml", "data.train", "names 'ca', which is a folder, not a file; name the file inside it"),
         ("alice.yaml", "network: network.yaml", "network: {", "alice.yaml", "", "not valid YAML"),
         ("network.yaml", "rule: median", "rule: median\n  max_byzantine: 1", "network.yaml", "plan.max_byzantine", "needs a majority of honest inputs"),
         ("network.yaml", "rule: median", "rule: trimmed-mean\n  max_byzantine: 1", "network.yaml", "plan.max_byzantine", "raise plan.beta"),
