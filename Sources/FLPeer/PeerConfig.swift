@@ -51,6 +51,10 @@ public struct PeerConfig: Sendable {
         let cert = try y.existingFile("certificate", example: "\(id).pem")
         let listen = try y.string("listen", example: "127.0.0.1:7001")
         let (host, port) = try parseAddress(listen, reader: y, key: "listen")
+        if let own = network.members.first(where: { $0.id == id }), port != own.port, port != 0 {
+            throw y.error("listen", "is '\(listen)', but \(networkFile) gives '\(id)' the address \(own.host):\(own.port), so the others would dial a port nobody listens on",
+                          "listen on port \(own.port) (any host, e.g. '0.0.0.0:\(own.port)', is fine) or change the address in the network file", at: y.child("listen"))
+        }
         guard let data = try y.mapping("data") else {
             throw y.error("data", "is missing", "add 'data:' with 'train: part-1.csv' (the institution's own CSV)")
         }

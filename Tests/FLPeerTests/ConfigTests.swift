@@ -98,6 +98,11 @@ struct ConfigTests {
         ("alice.yaml", "listen: 127.0.0.1:7001", "listen: seven", "alice.yaml", "listen", "HOST:PORT"),
         ("alice.yaml", "  train: train.csv", "  train: missing.csv", "alice.yaml", "data.train", "does not exist"),
         ("alice.yaml", "state_dir: state/alice", "state_dir: [1, 2]", "alice.yaml", "state_dir", "non-empty text"),
+        ("network.yaml", "address: 127.0.0.1:7002", "address: tls://127.0.0.1:7002", "network.yaml", "members[1].address", "is 'tls://127.0.0.1:7002', a URL, not HOST:PORT (peers always speak mutual TLS); drop the scheme"),
+        ("network.yaml", "address: 127.0.0.1:7002", "address: '127.0.0.1 :7002'", "network.yaml", "members[1].address", "is '127.0.0.1 :7002', which contains a space; write HOST:PORT without spaces"),
+        ("network.yaml", "address: 127.0.0.1:7002", "address: 127.0.0.1:7001", "network.yaml", "members[1].address", "is '127.0.0.1:7001', which member 'alice' already uses; give every member its own HOST:PORT"),
+        ("alice.yaml", "listen: 127.0.0.1:7001", "listen: tls://0.0.0.0:7001", "alice.yaml", "listen", "a URL, not HOST:PORT"),
+        ("alice.yaml", "listen: 127.0.0.1:7001", "listen: 127.0.0.1:7005", "alice.yaml", "listen", "gives 'alice' the address 127.0.0.1:7001, so the others would dial a port nobody listens on; listen on port 7001"),
         ("alice.yaml", "state_dir: state/alice", "state_dir: train.csv", "alice.yaml", "state_dir", "names 'train.csv', which is a file, not a folder; name a folder (it is created if absent)"),
         ("alice.yaml", "  train: train.csv", "  train: ca", "alice.yaml", "data.train", "names 'ca', which is a folder, not a file; name the file inside it"),
         ("alice.yaml", "network: network.yaml", "network: {", "alice.yaml", "", "not valid YAML"),
@@ -117,6 +122,13 @@ struct ConfigTests {
         #expect(sentence.contains(phrase), "\(sentence)")
         #expect(sentence.hasSuffix(".") && !sentence.dropLast().contains("\n"))
         if !key.isEmpty { #expect(sentence.contains("key '\(key)'")) }
+    }
+
+    @Test func aListenHostOtherThanTheMembersAddressWithItsPortIsFine() throws {
+        let f = try ConfigFixture()
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        try f.write("alice.yaml", ConfigFixture.peer.replacingOccurrences(of: "listen: 127.0.0.1:7001", with: "listen: 0.0.0.0:7001"))
+        #expect(try PeerConfig.load("\(f.dir)/alice.yaml").listenHost == "0.0.0.0")
     }
 
     @Test func theScreenIsReadOnce() throws {
