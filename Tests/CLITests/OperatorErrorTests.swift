@@ -122,4 +122,38 @@ struct OperatorErrorTests {
         #expect(r.status == 1)
         #expect(r.stderr.contains("--dir \(file) is a file, not a folder; give a new or empty folder"), "\(r.stderr)")
     }
+
+    @Test func joinWithTooFewRowsForAValidationSplitSaysSoInsteadOfAFakeAccuracy() async throws {
+        let f = try OperatorFixture()
+        defer { f.remove() }
+        try f.write("train.csv", "label,x,y\n0,1,0\n")
+        let join = try await flpeer("join", "--config", "\(f.path)/alice.yaml")
+        #expect(join.status == 1)
+        #expect(join.stderr.contains("alice.yaml: key 'data.train' names train.csv, whose 1 row(s) leave no validation rows (10 % of each class is set aside, so some class needs at least 5 rows); add rows to train.csv or name a separate validation CSV as 'data.validation'."), "\(join.stderr)")
+        #expect(!join.stdout.contains("validation accuracy"), "\(join.stdout)")
+    }
+
+    /// inst03's CSV keeps 10 of the 64 feature columns: it stops in round 0
+    /// naming the mismatch, and the others name inst03 when they refuse it.
+    @Test func aMemberWithAnotherFeatureCountIsNamedInRoundZero() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let c = try JoinCluster(in: dir, plan: [])
+        let peerFile = try String(contentsOfFile: "\(c.root)/inst03.yaml", encoding: .utf8)
+        let train = try #require(peerFile.split(separator: "\n").first { $0.contains("train:") }?.split(separator: ":").last?.trimmingCharacters(in: .whitespaces))
+        let csv = train.hasPrefix("/") ? train : "\(c.root)/\(train)"
+        let lines = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n")
+        let header = lines[0].split(separator: ",")
+        let label = try #require(header.firstIndex(of: "label"))
+        let keep = [label] + Array(header.indices.filter { $0 != label }.prefix(10))
+        try lines.map { line in let v = line.split(separator: ",", omittingEmptySubsequences: false); return keep.map { String(v[$0]) }.joined(separator: ",") }
+            .joined(separator: "\n").appending("\n").write(toFile: csv, atomically: true, encoding: .utf8)
+        let processes = try JoinCluster.ids.map { try c.start($0, log: "\($0).out", errors: "\($0).err") }
+        defer { for p in processes where p.isRunning { p.terminate() } }
+        let deadline = Date().addingTimeInterval(60)
+        while (processes[2].isRunning || !c.output("inst01.out").contains("member 'inst03'")), Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!processes[2].isRunning && processes[2].terminationStatus == 1)
+        #expect(c.output("inst03.err").contains("inst03: this member's \((csv as NSString).lastPathComponent) has 10 feature column(s) but inst01, inst02 have 64; give this peer a CSV with the same feature columns as the others"), "\(c.output("inst03.err").suffix(2000))")
+        #expect(c.output("inst01.out").contains("member 'inst03' has 10 feature column(s) and this peer's"), "\(c.output("inst01.out"))")
+    }
 }
