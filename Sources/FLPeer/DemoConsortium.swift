@@ -99,6 +99,10 @@ public struct DemoConsortium: Sendable {
         let root: String
         if let directory {
             root = URL(fileURLWithPath: directory).standardizedFileURL.path
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: root, isDirectory: &isFolder), !isFolder.boolValue {
+                throw DemoError(.directory, "--dir \(directory) is a file, not a folder; give a new or empty folder for the demo's files")
+            }
             if let contents = try? FileManager.default.contentsOfDirectory(atPath: root), !contents.isEmpty {
                 throw DemoError(.directory, "--dir \(directory) is not empty; give a new or empty folder so no earlier run's files are mixed in")
             }

@@ -104,10 +104,17 @@ extension RoundEngine.Session {
         let statsBytes = EntryBody.statistics(FeatureStatistics(of: train))
         let statsHash = hex(SHA256.hash(data: statsBytes))
         try await publish(round: 0, bytes: statsBytes, updateHash: statsHash, baseHash: "", samples: train.rows, codec: RoundEngine.statsCodec, metrics: [:])
-        let statsIn: [(RoundEngine.Accepted, FeatureStatistics)] = try await exchange(round: 0, commitFirst: false, reveal: {}) { bytes, hash in
-            guard hex(SHA256.hash(data: bytes)) == hash, let s = EntryBody.statistics(from: bytes), s.sums.count == train.featureCount else { return nil }
+        var otherCounts: [Int: [String]] = [:]  // feature count -> members whose statistics have it
+        let statsIn: [(RoundEngine.Accepted, FeatureStatistics)] = try await exchange(round: 0, commitFirst: false, reveal: {}) { bytes, hash, author in
+            guard hex(SHA256.hash(data: bytes)) == hash, let s = EntryBody.statistics(from: bytes) else { return nil }
+            guard s.sums.count == train.featureCount else {
+                otherCounts[s.sums.count, default: []].append(author)
+                engine.progress(Self.featureMismatch(author, has: s.sums.count, own: train.featureCount, file: config.trainData))
+                return nil
+            }
             return s
         }
+        try refuseOwnFeatureCount(train.featureCount, matching: statsIn.count, others: otherCounts)
         guard let scaler = FeatureStatistics.pooled(statsIn.map(\.1)) else { throw RoundError("the members' feature statistics do not combine (different feature counts?)") }
         logger.info("standardisation agreed", metadata: ["members": "\(statsIn.map(\.0.author).joined(separator: ","))", "unix-ms": "\(Self.unixMillis())"])
         var trainStd = scaler.transform(train)
@@ -126,6 +133,18 @@ extension RoundEngine.Session {
         return RunData(learner: learner, spec: spec, classes: classes, scaler: scaler, trainRows: trainStd.rows,
                        assessedClasses: Array(Set(assessment.labels)).sorted(), modelPath: "\(config.stateDirectory)/model.safetensors",
                        metadata: ["model": spec.kind.rawValue, "hidden": spec.hidden.map(String.init).joined(separator: ","), "classes": classes.joined(separator: ",")])
+    }
+
+    /// One sentence naming a member whose data has a different feature count.
+    static func featureMismatch(_ member: String, has count: Int, own: Int, file: String) -> String {
+        "member '\(member)' has \(count) feature column(s) and this peer's \((file as NSString).lastPathComponent) has \(own); every member's CSV needs the same feature columns, so its update is refused"
+    }
+
+    /// Stops this peer when more members agree on another feature count than on its own.
+    func refuseOwnFeatureCount(_ own: Int, matching: Int, others: [Int: [String]]) throws {
+        guard let (count, members) = others.max(by: { $0.value.count < $1.value.count }), members.count >= matching else { return }
+        let name = (config.trainData as NSString).lastPathComponent
+        throw RoundError("this member's \(name) has \(own) feature column(s) but \(members.sorted().joined(separator: ", ")) \(members.count == 1 ? "has" : "have") \(count); give this peer a CSV with the same feature columns as the others ('data.train' in \(config.file))")
     }
 
     /// Waits, at most `limit`, until this peer is connected to all its
@@ -170,7 +189,7 @@ extension RoundEngine.Session {
         let updates: [(RoundEngine.Accepted, [Float])] = try await exchange(round: UInt64(r), commitFirst: true, reveal: { [node] in
             try await node.publish(step.bytes, round: UInt64(r), kind: .update)
             published = clock.now
-        }) { [learner = data.learner] bytes, hash in
+        }) { [learner = data.learner] bytes, hash, _ in
             guard let parameters = learner.decode(bytes), learner.hash(parameters) == hash else { return nil }
             return parameters
         }

@@ -176,8 +176,17 @@ public struct RoundEngine: Sendable {
             return (all, try CSVLoader.load(path: v, labelColumn: plan.label, classNames: classes))
         }
         let (t, v) = Splitting.stratified(all, fraction: 0.1, seed: UInt64(plan.seed))
+        guard !v.isEmpty else {
+            let name = (config.trainData as NSString).lastPathComponent
+            throw ConfigError(file: config.file, key: "data.train",
+                              problem: "names \(name), whose \(all.rows) row(s) leave no validation rows (10 % of each class is set aside, so some class needs at least \(Self.minimumRowsForValidation) rows)",
+                              fix: "add rows to \(name) or name a separate validation CSV as 'data.validation'")
+        }
         return (all.subset(t), all.subset(v))
     }
+
+    /// The fewest rows of one class whose 10 % rounds to a validation row.
+    static let minimumRowsForValidation = 5
 
     /// The state of one run.
     struct Session {
