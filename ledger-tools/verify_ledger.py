@@ -58,28 +58,66 @@ def parse_header(b):
     return h
 
 
+KNOWN_TABLES = {"meta", "entries", "forks", "local_state", "grdb_migrations"}
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def valid_name(name):
+    return isinstance(name, str) and 1 <= len(name.encode()) <= 64 and name[0] in NAME_CHARS - set("._-") and set(name) <= NAME_CHARS
+
+
+def well_formed(r, has_kind):
+    """A row whose columns have the types the schema names (TEXT author, INTEGER seq/kind/round, BLOB others)."""
+    ints = r[1:4] if has_kind else r[1:2]
+    blobs = r[4:] if has_kind else r[2:]
+    return isinstance(r[0], str) and all(type(v) is int for v in ints) and all(isinstance(v, bytes) for v in blobs)
+
+
 def load(path):
+    """(consortium, owner, rows, forks, findings); opened read-only and immutable, so nothing is written beside it."""
     if not os.path.exists(path):
         raise Unusable(f"{path} does not exist")
+    if os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") > 0:
+        raise Unusable(f"{path}-wal holds changes not yet in {path}, and an audit opens the file immutable without reading a WAL: "
+                       "checkpoint a copy first (sqlite3 COPY 'PRAGMA wal_checkpoint(TRUNCATE)') and verify the copy")
+    quoted = path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    findings = []
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        con = sqlite3.connect(f"file:{quoted}?mode=ro&immutable=1", uri=True)
+        check = [r[0] for r in con.execute("PRAGMA integrity_check").fetchall()]
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")}
     except sqlite3.DatabaseError as e:
         raise Unusable(f"{path} cannot be opened as SQLite ({e})")
+    if check != ["ok"]:
+        findings.append({"author": "-", "seq": -1, "rule": "integrity", "expected": "PRAGMA integrity_check ok", "found": "; ".join(check[:3])})
     if "entries" not in tables or "meta" not in tables:
-        raise Unusable(f"{path} is SQLite but not an flpeer ledger")
-    row = con.execute("SELECT value FROM meta WHERE key='consortium'").fetchone()
-    consortium = row[0] if row else ""
-    rows = con.execute("SELECT author, seq, kind, round, prev, header, body, hash, signature FROM entries ORDER BY author, seq").fetchall()
-    forks = con.execute("SELECT author, seq, header, body, hash, signature FROM forks ORDER BY author, seq").fetchall() if "forks" in tables else []
-    return consortium, rows, forks
+        raise Unusable(f"{path} is SQLite but not an flpeer ledger (no entries or meta table)")
+    for t in sorted(tables - KNOWN_TABLES):
+        findings.append({"author": "-", "seq": -1, "rule": "schema", "expected": "only the tables " + ", ".join(sorted(KNOWN_TABLES)), "found": f"table {t}"})
+    if "forks" not in tables:
+        findings.append({"author": "-", "seq": -1, "rule": "schema", "expected": "a forks table", "found": "none"})
+    try:
+        def meta(key):
+            row = con.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            return row[0] if row and isinstance(row[0], str) else None
 
-
-def load_owner(path):
-    """The member whose peer wrote the file (meta key 'owner'), or None."""
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    row = con.execute("SELECT value FROM meta WHERE key='owner'").fetchone()
-    return row[0] if row else None
+        def rows(table, has_kind):
+            cols = "author, seq, kind, round, prev, header, body, hash, signature" if has_kind else "author, seq, header, body, hash, signature"
+            out = []
+            for r in con.execute(f"SELECT {cols} FROM {table} ORDER BY author, seq"):
+                if well_formed(r, has_kind):
+                    out.append(r)
+                else:
+                    findings.append({"author": r[0] if isinstance(r[0], str) else "-", "seq": r[1] if type(r[1]) is int else -1, "rule": "row-format",
+                                     "expected": f"a {table} row with TEXT author, INTEGER seq, kind, round and BLOB hashes, header, body, signature",
+                                     "found": "a column of another type"})
+            return out
+        consortium, owner = meta("consortium") or "", meta("owner")
+        entries = rows("entries", True)
+        forks = rows("forks", False) if "forks" in tables else []
+    except sqlite3.DatabaseError as e:
+        raise Unusable(f"{path} is not a readable ledger ({e})")
+    return consortium, owner, entries, forks, findings
 
 
 def member_uri(cert):
@@ -92,6 +130,19 @@ def member_uri(cert):
             _, _, consortium, institution = uri.split("/")
             return consortium, institution
     return None
+
+
+def not_a_ca(cert, path):
+    """Why cert (read from path) cannot be the consortium CA, or None: a CA carries basicConstraints CA:TRUE."""
+    try:
+        if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return None
+    except x509.ExtensionNotFound:
+        pass
+    member = member_uri(cert)
+    if member:
+        return f"{path} is not a CA certificate: it is the member certificate of {member[1]} in consortium {member[0]}; pass the consortium's ca.pem"
+    return f"{path} is not a CA certificate (it has no basicConstraints CA:TRUE); pass the consortium's ca.pem"
 
 
 def genesis_key(body, author, consortium, ca):
@@ -177,9 +228,9 @@ def evidence_entries(obj):
 
 
 def verify(path, ca, others):
-    consortium, rows, forks = load(path)
-    owner = load_owner(path)
-    findings = []
+    consortium, owner, rows, forks, findings = load(path)
+    if not valid_name(consortium):
+        raise Unusable(f"{path} names no valid consortium in its meta table")
 
     def find(author, seq, rule, expected, found):
         findings.append({"author": author, "seq": seq, "rule": rule, "expected": expected, "found": found})
@@ -187,6 +238,8 @@ def verify(path, ca, others):
     chains = {}
     for r in rows:
         chains.setdefault(r[0], []).append(r)
+    if owner is not None and owner not in chains:
+        find(owner, 0, "owner-chain", f"the chain of the file's owner '{owner}'", "none")
     keys, updates, rounds, parsed = {}, {}, set(), []
     for author in sorted(chains):
         expected_seq, prev_hash = 0, ZERO
@@ -250,8 +303,10 @@ def verify(path, ca, others):
 
     for (a, seq, hd, obj) in parsed:
         if hd["kind"] == 3:
-            for item in obj.get("included", []):
+            for item in obj.get("included", []) if isinstance(obj.get("included"), list) else []:
+                item = item if isinstance(item, dict) else {}
                 ia, ih = item.get("author", "?"), item.get("update_hash", "?")
+                ia, ih = ia if isinstance(ia, str) else "?", ih if isinstance(ih, str) else "?"
                 if updates.get(ia, {}).get(ih) != hd["round"]:
                     got = updates.get(ia, {}).get(ih)
                     find(a, seq, "aggregate-names-signed-update",
@@ -261,8 +316,12 @@ def verify(path, ca, others):
         for (a, seq, kind, obj) in entries:
             if kind != 4:
                 continue
-            for head in obj.get("heads", []):
+            for head in obj.get("heads", []) if isinstance(obj.get("heads"), list) else []:
+                if not isinstance(head, dict):
+                    continue
                 ha, hs, hh = head.get("author"), head.get("seq"), head.get("hash")
+                if not isinstance(ha, str) or type(hs) is not int or not isinstance(hh, str):
+                    continue
                 chain = chains.get(ha, [])
                 match = [r for r in chain if r[1] == hs]
                 if match:
@@ -311,7 +370,7 @@ def verify(path, ca, others):
 
     mine = {(r[0], r[1]): bytes(r[7]) for r in rows}
     for other in others:
-        oc, orows, _ = load(other)
+        oc, _, orows, _, _ = load(other)
         if oc != consortium:
             find("-", -1, "replica-consortium", consortium, f"{oc} in {other}")
             continue
@@ -341,6 +400,9 @@ def main():
     try:
         with open(a.ca, "rb") as f:
             ca = x509.load_pem_x509_certificate(f.read())
+        problem = not_a_ca(ca, a.ca)
+        if problem:
+            raise Unusable(problem)
         report = verify(a.ledger, ca, a.against)
     except Unusable as e:
         print(f"verify_ledger: {e}", file=sys.stderr)

@@ -39,6 +39,7 @@ struct VerifyCommand: ParsableCommand {
         let caCert: Certificate
         do {
             caCert = try PEMFiles.certificate(at: ca)
+            if let problem = LedgerVerifier.notACertificateAuthority(caCert, file: ca) { throw problem }
         } catch {
             try? FileHandle.standardError.write(contentsOf: Data("ledger-tool: \(error)\n".utf8))
             throw ExitCode(2)
