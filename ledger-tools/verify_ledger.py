@@ -77,13 +77,18 @@ def load(path):
     """(consortium, owner, rows, forks, findings); opened read-only and immutable, so nothing is written beside it."""
     if not os.path.exists(path):
         raise Unusable(f"{path} does not exist")
-    if os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") > 0:
-        raise Unusable(f"{path}-wal holds changes not yet in {path}, and an audit opens the file immutable without reading a WAL: "
-                       "checkpoint a copy first (sqlite3 COPY 'PRAGMA wal_checkpoint(TRUNCATE)') and verify the copy")
+    # A non-empty WAL beside the file holds committed entries: read it, read-only, through its index (FILE-shm).
+    wal = os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") > 0
     quoted = path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
     findings = []
     try:
-        con = sqlite3.connect(f"file:{quoted}?mode=ro&immutable=1", uri=True)
+        con = sqlite3.connect(f"file:{quoted}?mode=ro" + ("" if wal else "&immutable=1"), uri=True)
+        try:
+            con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as e:
+            if not wal:
+                raise
+            raise Unusable(f"{path} cannot be opened as SQLite ({e}): its WAL {path}-wal can be read only where its index {path}-shm exists or can be created; checkpoint a writable copy first")
         check = [r[0] for r in con.execute("PRAGMA integrity_check").fetchall()]
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")}
     except sqlite3.DatabaseError as e:
@@ -369,11 +374,22 @@ def verify(path, ca, others):
             equivocation(ea, es, f"evidence {a}#{seq}")
 
     mine = {(r[0], r[1]): bytes(r[7]) for r in rows}
+    notes = [] if others else ["a deleted last entry of another member's chain, or a copy made without its WAL, cannot be seen in one file: "
+                               "verify with --against the other members' files"]
     for other in others:
         oc, _, orows, _, _ = load(other)
         if oc != consortium:
             find("-", -1, "replica-consortium", consortium, f"{oc} in {other}")
             continue
+        theirs = {}
+        for r in orows:
+            theirs[r[0]] = max(theirs.get(r[0], r[1]), r[1])
+        for author in sorted(theirs):
+            mine_head = max((r[1] for r in chains.get(author, [])), default=None)
+            if mine_head is None or mine_head < theirs[author]:
+                end = "absent" if mine_head is None else f"ends at seq {mine_head}"
+                notes.append(f"{other} holds {author}#{theirs[author]}, beyond this file's chain of {author} ({end}): "
+                             f"replication lag, or a deleted tail that {author}'s own file settles")
         for r in orows:
             h = mine.get((r[0], r[1]))
             if h is not None and h != bytes(r[7]):
@@ -387,7 +403,7 @@ def verify(path, ca, others):
             except Exception:
                 pass
         checkpoints(other_cps, f" (checkpoint in {other})")
-    return {"chains": len(chains), "entries": len(rows), "rounds": len(rounds), "findings": findings}
+    return {"chains": len(chains), "entries": len(rows), "rounds": len(rounds), "findings": findings, "notes": notes}
 
 
 def main():
@@ -411,6 +427,8 @@ def main():
         print(f"verify_ledger: unusable input ({e})", file=sys.stderr)
         return 2
     intact = not report["findings"]
+    for note in report.pop("notes"):
+        print(f"verify_ledger: note: {note}", file=sys.stderr)
     if a.json:
         print(json.dumps({"ledger": a.ledger, "intact": intact, **report}, sort_keys=True))
     elif intact:

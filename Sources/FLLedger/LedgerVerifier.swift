@@ -22,6 +22,8 @@ public struct VerificationReport: Sendable {
     public var entries = 0
     public var rounds = 0
     public var findings: [Finding] = []
+    /// What one file cannot show (printed as `note:` lines; not findings).
+    public var notes: [String] = []
     public var intact: Bool { findings.isEmpty }
 }
 
@@ -61,17 +63,19 @@ public enum LedgerVerifier {
     /// Opens `path` read-only and immutable (no `-wal`/`-shm` is created, nothing is written).
     static func open(_ path: String) throws -> DatabaseQueue {
         guard FileManager.default.fileExists(atPath: path) else { throw UnusableLedger(description: "\(path) does not exist") }
+        // A non-empty WAL beside the file (a live peer's ledger, or a copy taken with its WAL) holds
+        // committed entries: it is read, read-only, through SQLite's WAL index (FILE-shm, created if absent).
         let wal = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
-        if wal > 0 {
-            throw UnusableLedger(description: "\(path)-wal holds changes not yet in \(path), and an audit opens the file immutable without reading a WAL: checkpoint a copy first (sqlite3 COPY 'PRAGMA wal_checkpoint(TRUNCATE)') and verify the copy")
-        }
         var config = Configuration()
         config.readonly = true
         let escaped = path.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "?", with: "%3f").replacingOccurrences(of: "#", with: "%23")
         do {
-            return try DatabaseQueue(path: "file:\(escaped)?mode=ro&immutable=1", configuration: config)
+            let queue = try DatabaseQueue(path: "file:\(escaped)?mode=ro" + (wal > 0 ? "" : "&immutable=1"), configuration: config)
+            try queue.read { _ in }
+            return queue
         } catch {
-            throw UnusableLedger(description: "\(path) cannot be opened as SQLite (\(error))")
+            let hint = wal > 0 ? ": its WAL \(path)-wal can be read only where its index \(path)-shm exists or can be created; checkpoint a writable copy first" : ""
+            throw UnusableLedger(description: "\(path) cannot be opened as SQLite (\(error))\(hint)")
         }
     }
 
@@ -165,6 +169,10 @@ public enum LedgerVerifier {
         report.entries = rows.count
         report.rounds = run.rounds.count
         report.findings = run.findings
+        report.notes = run.notes
+        if others.isEmpty {
+            report.notes.append("a deleted last entry of another member's chain, or a copy made without its WAL, cannot be seen in one file: verify with --against the other members' files")
+        }
         return report
     }
 
@@ -176,6 +184,7 @@ public enum LedgerVerifier {
         /// The member whose peer wrote the file, if recorded.
         let owner: String?
         var findings: [Finding] = []
+        var notes: [String] = []
         var keys: [String: Curve25519.Signing.PublicKey] = [:]
         /// author -> update hash hex -> round
         var updates: [String: [String: UInt64]] = [:]
@@ -306,6 +315,13 @@ public enum LedgerVerifier {
             for r in otherRows {
                 if let h = mine["\(r.author)#\(r.seq)"], h != r.hash {
                     find(r.author, r.seq, "replicas-agree", "\(hex(h.prefix(6))) (this file)", "\(hex(r.hash.prefix(6))) in \(other)")
+                }
+            }
+            let myHeads = Dictionary(rows.map { ($0.author, $0.seq) }, uniquingKeysWith: max)
+            for (author, theirs) in Dictionary(otherRows.map { ($0.author, $0.seq) }, uniquingKeysWith: max).sorted(by: { $0.key < $1.key }) {
+                let mine = myHeads[author]
+                if mine.map({ $0 < theirs }) ?? true {
+                    notes.append("\(other) holds \(author)#\(theirs), beyond this file's chain of \(author) (\(mine.map { "ends at seq \($0)" } ?? "absent")): replication lag, or a deleted tail that \(author)'s own file settles")
                 }
             }
             let checkpoints: [(String, Int64, [Head])] = otherRows.compactMap { r in
