@@ -6,6 +6,7 @@ Exit codes: 0 intact, 1 findings, 2 unusable input.
 Needs only the Python standard library and the `cryptography` package.
 """
 import argparse
+import datetime
 import hashlib
 import json
 import os
@@ -150,7 +151,15 @@ def not_a_ca(cert, path):
     return f"{path} is not a CA certificate (it has no basicConstraints CA:TRUE); pass the consortium's ca.pem"
 
 
+def valid_millis(cert):
+    """(notBefore, notAfter) in unix ms: an entry's time must lie within, inclusive."""
+    before = getattr(cert, "not_valid_before_utc", None) or cert.not_valid_before.replace(tzinfo=datetime.timezone.utc)
+    after = getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+    return round(before.timestamp()) * 1000, round(after.timestamp()) * 1000
+
+
 def genesis_key(body, author, consortium, ca):
+    """(key, validity window) of a genesis certificate the CA issued to author, or None."""
     try:
         cert = x509.load_pem_x509_certificate(body["certificate"].encode())
         cert.verify_directly_issued_by(ca)
@@ -159,7 +168,7 @@ def genesis_key(body, author, consortium, ca):
     if member_uri(cert) != (consortium, author):
         return None
     key = cert.public_key()
-    return key if isinstance(key, Ed25519PublicKey) else None
+    return (key, valid_millis(cert)) if isinstance(key, Ed25519PublicKey) else None
 
 
 def body_problem(kind, body, rnd):
@@ -245,7 +254,7 @@ def verify(path, ca, others):
         chains.setdefault(r[0], []).append(r)
     if owner is not None and owner not in chains:
         find(owner, 0, "owner-chain", f"the chain of the file's owner '{owner}'", "none")
-    keys, updates, rounds, parsed = {}, {}, set(), []
+    keys, windows, updates, rounds, parsed = {}, {}, {}, set(), []
     for author in sorted(chains):
         expected_seq, prev_hash = 0, ZERO
         for (a, seq, kind, rnd, prev, header, body, h, sig) in chains[author]:
@@ -280,13 +289,16 @@ def verify(path, ca, others):
                 if hd["kind"] != 1:
                     find(a, seq, "genesis", "a genesis entry at seq 0", KINDS[hd["kind"]])
                 else:
-                    key = genesis_key(obj or {}, author, consortium, ca)
-                    if key is None:
+                    found = genesis_key(obj or {}, author, consortium, ca)
+                    if found is None:
                         find(a, seq, "genesis-certificate", f"a certificate for '{author}' issued by the consortium CA", "none")
                     else:
-                        keys[author] = key
+                        keys[author], windows[author] = found
             elif hd["kind"] == 1:
                 find(a, seq, "genesis", "genesis only at seq 0", f"genesis at seq {seq}")
+            if author in windows and not windows[author][0] <= hd["time"] <= windows[author][1]:
+                lo, hi = windows[author]
+                find(a, seq, "time-in-validity", f"a time within '{author}' certificate validity ({lo}...{hi} ms)", f"{hd['time']} ms")
             if author in keys:
                 try:
                     keys[author].verify(sig, h)

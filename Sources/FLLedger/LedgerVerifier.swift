@@ -186,6 +186,8 @@ public enum LedgerVerifier {
         var findings: [Finding] = []
         var notes: [String] = []
         var keys: [String: Curve25519.Signing.PublicKey] = [:]
+        /// author -> the unix-ms times its genesis certificate is valid for
+        var validity: [String: ClosedRange<Int64>] = [:]
         /// author -> update hash hex -> round
         var updates: [String: [String: UInt64]] = [:]
         var rounds = Set<UInt64>()
@@ -271,13 +273,18 @@ public enum LedgerVerifier {
                 let entry = try? LedgerEntry(headerBytes: row.header, body: row.body, hash: row.hash, signature: row.signature)
                 if header.kind != .genesis {
                     find(author, row.seq, "genesis", "a genesis entry at seq 0", "\(header.kind)")
-                } else if let entry, let key = LedgerSchema.genesisKey(entry, author: author, consortium: consortium, ca: ca) {
+                } else if let entry, let member = LedgerSchema.genesisMember(entry, author: author, consortium: consortium, ca: ca),
+                          let key = member.ed25519PublicKey {
                     keys[author] = key
+                    validity[author] = LedgerSchema.validMillis(member.certificate)
                 } else {
                     find(author, row.seq, "genesis-certificate", "a certificate for '\(author)' issued by the consortium CA", "none")
                 }
             } else if header.kind == .genesis {
                 find(author, row.seq, "genesis", "genesis only at seq 0", "genesis at seq \(row.seq)")
+            }
+            if let window = validity[author], !window.contains(header.timeMillis) {
+                find(author, row.seq, "time-in-validity", "a time within '\(author)' certificate validity (\(window.lowerBound)...\(window.upperBound) ms)", "\(header.timeMillis) ms")
             }
             if let key = keys[author] {
                 if !key.isValidSignature(row.signature, for: row.hash) {

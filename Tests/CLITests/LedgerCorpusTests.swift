@@ -236,6 +236,32 @@ struct LedgerCorpusTests {
         #expect(against.swift == against.python)
     }
 
+    /// An entry's time must lie within its author's certificate validity (notBefore ≤ time ≤ notAfter,
+    /// in unix ms): a certificate valid for one day from 2020-01-01, entries an hour and two days later.
+    @Test func anEntryTimedOutsideItsCertificateIsAFindingInBothVerifiers() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let t0 = Date(timeIntervalSince1970: 1_577_836_800)
+        let ca = try ConsortiumCA.create(consortium: "demo", now: t0)
+        try ca.save(directory: dir.path, now: t0)
+        let (key, csr) = try InstitutionKey.generate(institution: "a")
+        let pem = try PEMFiles.pem(try ca.sign(csr, days: 1, now: t0))
+        let path = dir.appendingPathComponent("a.sqlite").path
+        do {
+            let store = try LedgerStore(path: path, consortium: "demo")
+            try store.append(author: "a", kind: .genesis, round: 0, body: EntryBody.genesis(certificatePEM: pem), key: key, time: t0)
+            for (r, later) in [(UInt64(1), 3600.0), (2, 2 * 86400.0)] {
+                try store.append(author: "a", kind: .update, round: r, body: EntryBody.update(
+                    round: r, baseHash: "00", updateHash: "\(r)", samples: 1, codec: "f32", metrics: [:]), key: key, time: t0.addingTimeInterval(later))
+            }
+        }
+        let (swift, python) = try await Self.verify(path, ca: dir.appendingPathComponent("ca.pem").path)
+        #expect(swift.status == 1 && swift.rules == ["time-in-validity"], "ledger-tool \(swift)")
+        #expect(swift == python, "ledger-tool \(swift) vs verify_ledger.py \(python)")
+        let text = try await runProduct("ledger-tool", ["verify", path, "--ca", dir.appendingPathComponent("ca.pem").path])
+        #expect(text.stdout.contains("a#2 time-in-validity: expected a time within 'a' certificate validity (1577836500000...1577923200000 ms), found 1578009600000 ms"), "\(text.stdout)")
+    }
+
     /// A read-only folder: both verifiers read the ledger and create nothing in it.
     @Test func aReadOnlyFolderIsAuditedWithoutWriting() async throws {
         let f = try await CorpusLedger.shared.value
