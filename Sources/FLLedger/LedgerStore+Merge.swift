@@ -59,8 +59,6 @@ struct Merger {
     var keys: [String: Curve25519.Signing.PublicKey]
     var report = LedgerStore.MergeReport()
     var inserted: [LedgerEntry] = []
-    /// The unix-ms times each author's certificate is valid for (docs/ledger-spec.md `time-in-validity`).
-    var windows: [String: ClosedRange<Int64>] = [:]
 
     /// Forgets a rolled-back attempt (GRDB may retry a transaction).
     mutating func start() {
@@ -81,10 +79,6 @@ struct Merger {
         }
         guard let key = try key(for: entry, db) else { return }
         guard entry.isSigned(by: key) else { report.refused.append("\(at): signature is not by '\(h.author)'"); return }
-        if let window = try window(for: entry, db), !window.contains(h.timeMillis) {
-            report.refused.append("\(at): time \(h.timeMillis) ms is outside '\(h.author)' certificate validity (\(window.lowerBound)...\(window.upperBound) ms)")
-            return
-        }
         if storedHash != nil, let existing = try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries WHERE author = ? AND seq = ?",
                                                                       arguments: [h.author, Int64(h.seq)]).first {
             try fork(existing, entry, db)
@@ -99,22 +93,6 @@ struct Merger {
         try LedgerSchema.insert(entry, into: db)
         inserted.append(entry)
         report.stored += 1
-    }
-
-    /// The validity window of the certificate `entry`'s author signs with: the genesis's own, or the stored genesis's.
-    mutating func window(for entry: LedgerEntry, _ db: Database) throws -> ClosedRange<Int64>? {
-        let h = entry.header
-        if h.kind == .genesis {
-            return LedgerSchema.genesisMember(entry, author: h.author, consortium: consortium, ca: ca).map { LedgerSchema.validMillis($0.certificate) }
-        }
-        if let w = windows[h.author] { return w }
-        guard let row = try Row.fetchOne(db, sql: "SELECT header, body, hash, signature FROM entries WHERE author = ? AND seq = 0", arguments: [h.author]),
-              let genesis = try? LedgerEntry(headerBytes: [UInt8](row["header"] as Data), body: [UInt8](row["body"] as Data),
-                                             hash: [UInt8](row["hash"] as Data), signature: [UInt8](row["signature"] as Data)),
-              let member = LedgerSchema.genesisMember(genesis, author: h.author, consortium: consortium, ca: ca)
-        else { return nil }
-        windows[h.author] = LedgerSchema.validMillis(member.certificate)
-        return windows[h.author]
     }
 
     /// The key `entry` must be signed with: a genesis carries its own; nil
