@@ -93,6 +93,28 @@ struct TransportTests {
         #expect(await bob.connectedPeers().isEmpty)
     }
 
+    /// Issue 14 item 5: a connection outlived its member's certificate. Now it
+    /// closes at the certificate's notAfter, with a logged reason, and the
+    /// redial is refused as expired.
+    @Test func aConnectionClosesWhenTheMembersCertificateExpires() async throws {
+        let consortium = try TestConsortium(members: ["alice", "bob"])
+        defer { try? FileManager.default.removeItem(atPath: consortium.root) }
+        let logs = LogRecorder()
+        let (bob, port, bobTask) = try await start(consortium.config(try consortium.tls("bob")), logs)
+        defer { bobTask.cancel() }
+        // Valid for about 4 more seconds.
+        let alice = try consortium.tls("alice", days: 1, issuedAt: Date().addingTimeInterval(-86_400 + 4))
+        let (_, _, aliceTask) = try await start(consortium.config(alice, dial: [PeerAddress(institution: "bob", host: "127.0.0.1", port: port)]), logs)
+        defer { aliceTask.cancel() }
+        #expect(await waitFor(bob, timeout: .seconds(10)) { $0 == .connected(institution: "alice", inbound: true) } != nil)
+        #expect(await waitFor(bob, timeout: .seconds(15)) { $0 == .disconnected(institution: "alice") } != nil)
+        #expect(logs.all.contains {
+            $0.message == "closing a connection at certificate expiry" && $0.metadata["peer"] == "bob"
+                && $0.metadata["reason"]?.hasPrefix("alice's certificate expired at") == true
+        }, "\(logs.all.map { "\($0.message) \($0.metadata)" })")
+        #expect(await waitFor(bob, timeout: .seconds(10)) { if case .rejected(_, "expired", _) = $0 { true } else { false } } != nil)
+    }
+
     /// A client that offers only TLS 1.2 with a valid member certificate, or
     /// (`certificate: false`) TLS 1.3 without any certificate.
     func tls12Client(consortium: TestConsortium, port: Int, certificate: Bool = true) async throws {
