@@ -63,10 +63,13 @@ struct HostileMemberTests {
         quiet.logLevel = .critical
         let mallory = try GossipNode(config: g, group: group, logger: quiet)
         let malloryTask = Task { try await mallory.run() }
-        try await blobAttacks(mallory)
+        try await connected(mallory, processes[0])
+        // Both at once, while inst01 is surely still in its plan (the socket attacks take about 16 s).
+        async let sockets: Void = socketAttacks(address, config: g, group: group)
+        try await blobAttacks(mallory, target: processes[0])
+        try await sockets
         malloryTask.cancel()
         _ = try? await malloryTask.value
-        try await socketAttacks(address, config: g, group: group)
 
         let deadline = Date().addingTimeInterval(150)
         while processes.contains(where: \.isRunning), Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
@@ -99,8 +102,8 @@ struct HostileMemberTests {
     }
 
     /// Through inst04's own gossip node: oversize, unnamed, old-round announcements, then a flood of partial blobs.
-    func blobAttacks(_ mallory: GossipNode) async throws {
-        try await connected(mallory)
+    func blobAttacks(_ mallory: GossipNode, target: Process) async throws {
+        try await connected(mallory, target)
         var i: UInt64 = 0
         func next(author: String = "inst04", round: UInt64, size: UInt64) -> Announce {
             i += 1
@@ -113,12 +116,12 @@ struct HostileMemberTests {
         await mallory.send([.announce(huge)] + (0..<16).map { .chunk(hash: huge.hash, offset: UInt64($0) * 32_768, bytes: chunk) }, to: "inst01")
         // Unnamed: not a member; far rounds (32 refusals close the connection).
         await mallory.send((0..<40).map { k in .announce(next(author: k % 2 == 0 ? "nobody" : "inst04", round: k % 2 == 0 ? 1 : 1_000, size: 100)) }, to: "inst01")
-        try await connected(mallory)
+        guard try await connected(mallory, target) else { return }
         // Old rounds: round 0 again, several times.
         await mallory.send((0..<8).map { _ in .announce(next(round: 0, size: 1_000)) }, to: "inst01")
         // A flood of partial 64 KiB blobs, each half sent.
         for batch in 0..<10 {
-            try await connected(mallory)
+            guard try await connected(mallory, target) else { return }
             var messages: [WireMessage] = []
             for k in 0..<400 {
                 let a = next(author: ["inst01", "inst02", "inst03", "inst04"][k % 4], round: UInt64((batch * 400 + k) / 4 % 17), size: 65_536)
@@ -129,12 +132,21 @@ struct HostileMemberTests {
         }
     }
 
-    func connected(_ node: GossipNode) async throws {
-        let deadline = Date().addingTimeInterval(30)
+    struct NotConnected: Error, CustomStringConvertible {
+        var description: String { "inst04 did not (re)connect to inst01 within 90 s" }
+    }
+
+    /// Waits until inst04 is connected to inst01; false once inst01 finished its plan (nothing left to attack).
+    @discardableResult
+    func connected(_ node: GossipNode, _ target: Process) async throws -> Bool {
+        // Generous: under the full suite's load inst01 may take long to start.
+        let deadline = Date().addingTimeInterval(90)
         while await !node.connectedPeers().contains("inst01") {
-            guard Date() < deadline else { throw CancellationError() }
+            guard target.isRunning else { return false }
+            guard Date() < deadline else { throw NotConnected() }
             try await Task.sleep(for: .milliseconds(20))
         }
+        return true
     }
 
     /// Raw sockets: 300 connections held, slowloris before hello, garbage frames and slowloris after hello.
