@@ -151,9 +151,10 @@ struct HostileMemberTests {
 
     /// Raw sockets: 300 connections held, slowloris before hello, garbage frames and slowloris after hello.
     func socketAttacks(_ address: PeerAddress, config: GossipConfig, group: EventLoopGroup) async throws {
-        let flood = (0..<300).compactMap { _ in tcpConnect(address.port) }
-        // Slowloris before hello: one byte a second of a TLS record that never completes.
+        // Slowloris before hello (connected before the flood fills the accept backlog):
+        // one byte a second of a TLS record that never completes.
         let slow = try #require(tcpConnect(address.port))
+        let flood = (0..<300).compactMap { _ in tcpConnect(address.port) }
         var closedBeforeHello = false
         for k in 0..<14 {
             var byte: UInt8 = k == 0 ? 0x16 : 0x03
