@@ -24,6 +24,8 @@ public struct GossipConfig: Sendable {
     /// Members this node dials (and keeps dialling); others may dial it.
     public var dial: [PeerAddress]
     public var blobDirectory: String
+    /// What this node pulls from a member, and how much it holds in flight for one.
+    public var blobLimits = BlobLimits()
     /// Bytes per chunk when sending blobs.
     public var chunkSize: Int = 262_144
     /// Send a ping after this long without writing.

@@ -62,7 +62,7 @@ public actor GossipNode {
         self.logger = l
         self.store = try BlobStore(directory: config.blobDirectory)
         self.io = NodeIO(store: store, ledger: config.ledger, pool: config.threadPool, chunkSize: config.chunkSize)
-        self.blobs = BlobExchange(store: store)
+        self.blobs = BlobExchange(store: store, limits: config.blobLimits, members: config.tls.trust.members)
         self.registry = ConnectionRegistry(seed: config.seed)
         self.reachable = Mutex([config.institution])
         self.serverContext = try config.tls.makeContext(server: true)

@@ -124,6 +124,8 @@ public struct RoundEngine: Sendable {
         store.refuseAppends(by: config.id, through: .max)
 
         var gossip = try config.gossipConfig()
+        let spec = ModelSpec(kind: plan.model, inputs: train.featureCount, classes: classes.count, hidden: plan.model == .mlp ? plan.hidden : [])
+        gossip.blobLimits = .forModel(parameterCount: spec.parameterCount, features: train.featureCount, members: config.network.members.count)
         gossip.ledger = LedgerSync(store: store, caCertificate: trust.caCertificate, identity: (config.id, key))
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         // The gossip layer's ledger and file work gets a thread of its own:
