@@ -28,7 +28,7 @@ struct HostileMemberTests {
         let flpeerPath = productsDirectory.appendingPathComponent("flpeer").path
         var options = DemoOptions(dataPath: try DemoOptions.resolveData("digits", executable: flpeerPath))
         options.peers = 4
-        options.rounds = 6
+        options.rounds = 12  // long enough that the attacks land mid-run on a loaded machine
         let root = try DemoConsortium.prepare(options, in: dir.appendingPathComponent("demo").path).directory
         var network = try String(contentsOfFile: "\(root)/network.yaml", encoding: .utf8)
         network = network.replacingOccurrences(of: "quorum: 4", with: "quorum: 3")
@@ -80,7 +80,7 @@ struct HostileMemberTests {
                 "\(processes.map { $0.isRunning ? -1 : $0.terminationStatus }) \(err.suffix(3000))")
         for id in honest {
             let out = (try? String(contentsOfFile: "\(root)/\(id).out", encoding: .utf8)) ?? ""
-            #expect(out.contains("round   6"), "\(id): \(out)")
+            #expect(out.contains("round  12"), "\(id): \(out)")
         }
         // What an operator reads in inst01's log.
         #expect(err.contains("announced size 314572800 bytes exceeds the plan's bound of"), "\(err.suffix(2000))")

@@ -17,7 +17,8 @@ struct OwnLedgerTests {
     @Test func aStoppedPeersLedgerFileAloneHoldsEveryEntry() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 8\n")])
+        // More rounds than the test needs: SIGTERM must land mid-run even on a loaded machine.
+        let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 100\n")])
         let processes = try JoinCluster.ids.map { try c.start($0, log: "\($0).out", errors: "\($0).err") }
         defer { for p in processes where p.isRunning { p.terminate() } }
         try await Self.wait(90) { c.output("inst01.out").contains("round   2") }
@@ -44,7 +45,9 @@ struct OwnLedgerTests {
     @Test func aPeerThatLostItsWriteAheadLogNeverSignsAPositionTwice() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 10\n"), ("quorum: 3", "quorum: 2")])
+        // inst02 is slow from round 4 on, so the kill lands mid-run even on a loaded machine.
+        let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 10\n"), ("quorum: 3", "quorum: 2")],
+                                extra: ["inst02": "faults:\n  slow_rounds: [4, 5, 6, 7, 8, 9, 10]\n  slow_seconds: 4\n"])
         var processes = try JoinCluster.ids.map { try c.start($0, log: "\($0).first.out") }
         defer { for p in processes where p.isRunning { p.terminate() } }
         try await Self.wait(90) { c.output("inst02.first.out").contains("round   3") }
