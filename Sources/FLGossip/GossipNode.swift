@@ -68,6 +68,7 @@ public actor GossipNode {
         self.serverContext = try config.tls.makeContext(server: true)
         self.clientContext = try config.tls.makeContext(server: false)
         (events, eventSink) = AsyncStream.makeStream(of: GossipEvent.self)
+        blobs.setMinimumRound(config.minimumRound)
     }
 
     // MARK: - Lifecycle

@@ -26,6 +26,14 @@ extension RoundEngine.Session {
         let head = try ownHead()
         let had = head.map { "ends at #\($0)" } ?? "is missing"
         await awaitNeighbours(limit: .seconds(min(plan.roundDeadlineSeconds, 10)))
+        if head == nil, config.neighbourCount > 0, await node.connectedPeers().isEmpty {
+            // A file without this peer's chain is new, or lost its write-ahead log: only another member can tell.
+            engine.progress("waiting for another member before signing this peer's genesis: only a replica can show whether \(store.path) lost an earlier chain")
+            guard await awaitConnected(1, limit: .seconds(plan.roundDeadlineSeconds)) else {
+                throw RoundError("no other member was reachable within \(plan.roundDeadlineSeconds) s, and \(store.path) holds no chain of this peer; "
+                    + "it signs its genesis only once a member can show whether it signed one before (start it again when another member is up)")
+            }
+        }
         if let now = try ownHead(), head.map({ now > $0 }) ?? true {
             // Pulled and merged while the neighbours connected.
             engine.progress("this peer's own chain in \(store.path) \(had); recovered it from the replicas up to #\(now)")

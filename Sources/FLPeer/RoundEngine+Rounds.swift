@@ -153,18 +153,25 @@ extension RoundEngine.Session {
     /// up one by one, and closes round 0 tens of milliseconds after the
     /// first, which then waits that long in round 1.
     func awaitNeighbours(limit: Duration) async {
-        let clock = ContinuousClock()
-        let deadline = clock.now + limit
-        defer { changes.cancelAlarm() }
-        while clock.now < deadline && !Task.isCancelled {
-            let seen = changes.count
-            if await node.connectedPeers().count >= config.neighbourCount { return }
-            changes.alarm(at: deadline)
-            await changes.wait(after: seen)
-        }
+        guard await !awaitConnected(config.neighbourCount, limit: limit) else { return }
         let connected = await node.connectedPeers()
         logger.notice("starting round 0 before every neighbour is connected", metadata: [
             "connected": "\(connected.joined(separator: ","))", "neighbours": "\(config.neighbourCount)"])
+    }
+
+    /// Waits, at most `limit`, until `count` neighbours are connected; whether they are.
+    func awaitConnected(_ count: Int, limit: Duration) async -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now + limit
+        defer { changes.cancelAlarm() }
+        while !Task.isCancelled {
+            let seen = changes.count
+            if await node.connectedPeers().count >= count { return true }
+            guard clock.now < deadline else { return false }
+            changes.alarm(at: deadline)
+            await changes.wait(after: seen)
+        }
+        return false
     }
 
     /// One round: local step, commit and exchange, screen, aggregate, score, record.

@@ -126,6 +126,11 @@ public struct RoundEngine: Sendable {
         var gossip = try config.gossipConfig()
         let spec = ModelSpec(kind: plan.model, inputs: train.featureCount, classes: classes.count, hidden: plan.model == .mlp ? plan.hidden : [])
         gossip.blobLimits = .forModel(parameterCount: spec.parameterCount, features: train.featureCount, members: config.network.members.count)
+        // A restarted peer's blob window starts where recording its last round left it
+        // (announcements more than 16 rounds beyond the window's start are refused).
+        if let last = try store.entries(author: config.id).last(where: { $0.header.kind == .aggregate }), last.header.round > 5 {
+            gossip.minimumRound = last.header.round - 5
+        }
         gossip.ledger = LedgerSync(store: store, caCertificate: trust.caCertificate, identity: (config.id, key))
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         // The gossip layer's ledger and file work gets a thread of its own:

@@ -23,17 +23,26 @@ struct HostileMemberTests {
     static let diskBound = 8 << 20
 
     @Test func honestMembersFinishWhileAMemberAttacksAndThePeerStaysBounded() async throws {
+        try await TakingTurns.run { try await attackedRun() }
+    }
+
+    func attackedRun() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let flpeerPath = productsDirectory.appendingPathComponent("flpeer").path
         var options = DemoOptions(dataPath: try DemoOptions.resolveData("digits", executable: flpeerPath))
         options.peers = 4
-        options.rounds = 12  // long enough that the attacks land mid-run on a loaded machine
+        options.rounds = 12
         let root = try DemoConsortium.prepare(options, in: dir.appendingPathComponent("demo").path).directory
         var network = try String(contentsOfFile: "\(root)/network.yaml", encoding: .utf8)
         network = network.replacingOccurrences(of: "quorum: 4", with: "quorum: 3")
             .replacingOccurrences(of: "round_deadline_seconds: 30", with: "round_deadline_seconds: 5")
         try network.write(toFile: "\(root)/network.yaml", atomically: true, encoding: .utf8)
+        // inst01 takes 2 s a round (the others wait for it: quorum 3), so the plan lasts at least 24 s
+        // and the attacks (about 16 s from the first connection) land mid-run on a loaded machine too.
+        let inst01 = try String(contentsOfFile: "\(root)/inst01.yaml", encoding: .utf8)
+        try (inst01 + "faults:\n  slow_rounds: [\((1...12).map(String.init).joined(separator: ", "))]\n  slow_seconds: 2\n")
+            .write(toFile: "\(root)/inst01.yaml", atomically: true, encoding: .utf8)
         let honest = ["inst01", "inst02", "inst03"]
         let processes = try honest.map { id in
             let p = Process()

@@ -15,6 +15,10 @@ struct OwnLedgerTests {
     /// -wal, verifies and holds the member's chain (the stop message says the
     /// file keeps every entry, so the file alone must).
     @Test func aStoppedPeersLedgerFileAloneHoldsEveryEntry() async throws {
+        try await TakingTurns.run { try await aStoppedPeersLedgerFileAloneHoldsEveryEntryRun() }
+    }
+
+    func aStoppedPeersLedgerFileAloneHoldsEveryEntryRun() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         // More rounds than the test needs: SIGTERM must land mid-run even on a loaded machine.
@@ -43,11 +47,19 @@ struct OwnLedgerTests {
     /// model saved with its last aggregate lost, and stops with one
     /// sentence. The others finish, and no ledger shows equivocation.
     @Test func aPeerThatLostItsWriteAheadLogNeverSignsAPositionTwice() async throws {
+        try await TakingTurns.run { try await aPeerThatLostItsWriteAheadLogNeverSignsAPositionTwiceRun() }
+    }
+
+    func aPeerThatLostItsWriteAheadLogNeverSignsAPositionTwiceRun() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        // inst02 is slow from round 4 on, so the kill lands mid-run even on a loaded machine.
+        // inst02 is slow from round 4 on, so the kill lands mid-run; the others from round 6 on (at least 25 s),
+        // so they are still there when inst02 comes back, even on a loaded machine.
+        let slow = (4...10).map(String.init).joined(separator: ", ")
         let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 10\n"), ("quorum: 3", "quorum: 2")],
-                                extra: ["inst02": "faults:\n  slow_rounds: [4, 5, 6, 7, 8, 9, 10]\n  slow_seconds: 4\n"])
+                                extra: ["inst02": "faults:\n  slow_rounds: [\(slow)]\n  slow_seconds: 4\n",
+                                        "inst01": "faults:\n  slow_rounds: [6, 7, 8, 9, 10]\n  slow_seconds: 5\n",
+                                        "inst03": "faults:\n  slow_rounds: [6, 7, 8, 9, 10]\n  slow_seconds: 5\n"])
         var processes = try JoinCluster.ids.map { try c.start($0, log: "\($0).first.out") }
         defer { for p in processes where p.isRunning { p.terminate() } }
         try await Self.wait(90) { c.output("inst02.first.out").contains("round   3") }
@@ -77,6 +89,10 @@ struct OwnLedgerTests {
     /// folder is gone, alone (the others have finished), it writes the same
     /// model as the others hold within seconds, with no round 0.
     @Test func aRestartAfterTheLastRoundFinishesWithoutTheOthers() async throws {
+        try await TakingTurns.run { try await aRestartAfterTheLastRoundFinishesWithoutTheOthersRun() }
+    }
+
+    func aRestartAfterTheLastRoundFinishesWithoutTheOthersRun() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 3\n"), ("round_deadline_seconds: 30", "round_deadline_seconds: 5")])
@@ -109,10 +125,14 @@ struct RepeatedKillTests {
     /// other two: no entry a neighbour held (and checkpointed) is missing from
     /// inst02's file, and inst02 never signed a position twice.
     @Test func aMemberKilledFiftyTimesMidRoundLosesNothing() async throws {
+        try await TakingTurns.run { try await aMemberKilledFiftyTimesMidRoundLosesNothingRun() }
+    }
+
+    func aMemberKilledFiftyTimesMidRoundLosesNothingRun() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 300\n")])
-        var processes = try JoinCluster.ids.map { try c.start($0, log: "\($0).out") }
+        var processes = try JoinCluster.ids.map { try c.start($0, log: "\($0).out", errors: "\($0).err") }
         defer { for p in processes where p.isRunning { p.terminate() } }
         var state: UInt64 = 14
         var kills = 0
@@ -127,7 +147,7 @@ struct RepeatedKillTests {
             await exited(processes[1])
             if processes[1].terminationReason == .uncaughtSignal { kills += 1 }
             log = "inst02.\(attempt).out"
-            processes[1] = try c.start("inst02", log: log)
+            processes[1] = try c.start("inst02", log: log, errors: "inst02.\(attempt).err")
         }
         try await OwnLedgerTests.wait(240) { !processes.contains(where: \.isRunning) }
         #expect(kills == 50, "inst02 finished before it was killed 50 times (\(kills) kills)")
