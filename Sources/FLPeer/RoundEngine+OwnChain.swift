@@ -30,7 +30,8 @@ extension RoundEngine.Session {
             // A file without this peer's chain is new, or lost its write-ahead log: only another member can tell.
             engine.progress("waiting for another member before signing this peer's genesis: only a replica can show whether \(store.path) lost an earlier chain")
             guard await awaitConnected(1, limit: .seconds(plan.roundDeadlineSeconds)) else {
-                throw RoundError("no other member was reachable within \(plan.roundDeadlineSeconds) s, and \(store.path) holds no chain of this peer; "
+                try Task.checkCancellation()
+                throw RoundError("no other member was reachable within \(deadlineText) s, and \(store.path) holds no chain of this peer; "
                     + "it signs its genesis only once a member can show whether it signed one before (start it again when another member is up)")
             }
         }
@@ -44,7 +45,7 @@ extension RoundEngine.Session {
             logger.warning("own chain behind a replica", metadata: ["own-head": "\(head.map(String.init) ?? "none")", "replica": "\(claim.seq)", "by": "\(claim.by)"])
             try await awaitOwnHead(claim.seq, limit: .seconds(plan.roundDeadlineSeconds))
             guard let recovered = try ownHead(), recovered >= claim.seq else {
-                throw RoundError("this peer's own chain in \(store.path) \(had), but \(claim.by) holds it to #\(claim.seq), and the missing entries did not arrive within \(plan.roundDeadlineSeconds) s; "
+                throw RoundError("this peer's own chain in \(store.path) \(had), but \(claim.by) holds it to #\(claim.seq), and the missing entries did not arrive within \(deadlineText) s; "
                     + "this peer stops rather than sign positions it may already have signed (restore ledger.sqlite together with its -wal file, or start again once the other members are reachable)")
             }
             engine.progress("recovered this peer's own chain from the replicas up to #\(recovered)")
@@ -75,6 +76,12 @@ extension RoundEngine.Session {
     func lostModel(round: UInt64) -> RoundError {
         RoundError("\(store.path) records this peer's aggregate of round \(round), but the model saved with it is lost (was ledger.sqlite-wal deleted?); "
             + "this peer stops rather than sign that round's positions again: restore ledger.sqlite together with its -wal file, or leave the consortium")
+    }
+
+    /// The plan's round deadline as an operator wrote it ("30", "2.5").
+    var deadlineText: String {
+        let d = plan.roundDeadlineSeconds
+        return d == d.rounded() && abs(d) < 1e9 ? String(Int(d)) : String(d)
     }
 
     func ownHead() throws -> UInt64? { try store.heads()[config.id]?.seq }

@@ -84,6 +84,24 @@ struct OwnLedgerTests {
         }
     }
 
+    /// inst01 starts alone on an empty state directory (a new one, or one
+    /// that lost its write-ahead log: it cannot tell). It signs no genesis
+    /// while no member could show an earlier chain, and stops with one sentence.
+    @Test func aPeerAloneWithoutItsChainSignsNoGenesis() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let c = try JoinCluster(in: dir, plan: [("round_deadline_seconds: 30", "round_deadline_seconds: 3")])
+        let alone = try c.start("inst01", log: "inst01.out", errors: "inst01.err")
+        defer { if alone.isRunning { alone.terminate() } }
+        try await Self.wait(60) { !alone.isRunning }
+        let said = c.output("inst01.out") + c.output("inst01.err")
+        #expect(!alone.isRunning && alone.terminationStatus != 0, "\(said.suffix(2000))")
+        #expect(said.contains("waiting for another member before signing this peer's genesis"), "\(said.suffix(2000))")
+        #expect(said.contains("no other member was reachable within 3 s"), "\(said.suffix(2000))")
+        let shown = try await ledgerTool("show", c.ledger("inst01"))
+        #expect(!shown.stdout.contains("genesis"), "\(shown.stdout.prefix(1000)) \(shown.stderr)")
+    }
+
     /// inst01's final model write fails (model.safetensors is a folder):
     /// it stops with a sentence saying the model is kept. Run again once the
     /// folder is gone, alone (the others have finished), it writes the same
