@@ -19,6 +19,8 @@ public struct NetworkConfig: Sendable {
     public let caFile: String
     public let revocationListFile: String?
     public let members: [Member]
+    /// The most members a consortium may list (`ContributionScorer.shapley` plays at most 128 players).
+    public static let maximumMembers = 128
     public let plan: TrainingPlan
 
     /// Loads and checks `file`.
@@ -35,6 +37,10 @@ public struct NetworkConfig: Sendable {
         let crl = y.child("revocation_list") == nil ? nil : try y.existingFile("revocation_list", example: "crl.pem")
         guard let list = try y.sequence("members"), !list.isEmpty else {
             throw y.error("members", "is missing or empty", "list each member as '- id: alice' with 'address: 127.0.0.1:7001'")
+        }
+        guard list.count <= Self.maximumMembers else {
+            throw y.error("members", "lists \(list.count) members, more than the \(Self.maximumMembers) flpeer supports (its contribution scores play one game over all members)",
+                          "split the consortium into groups of at most \(Self.maximumMembers) members")
         }
         var members: [Member] = []
         var seen = Set<String>()

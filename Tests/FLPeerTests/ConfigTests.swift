@@ -91,6 +91,8 @@ struct ConfigTests {
         ("network.yaml", "rule: median", "rule: median\n  model: cnn", "network.yaml", "plan.model", "use one of: logreg, mlp"),
         ("network.yaml", "ca: ca/ca.pem", "ca: nowhere.pem", "network.yaml", "ca", "does not exist"),
         ("network.yaml", "  - id: bob", "  - id: alice", "network.yaml", "members[1].id", "different id"),
+        ("network.yaml", "  - id: bob", (1...127).map { "  - id: m\($0)\n    address: 127.0.0.1:\(8000 + $0)\n" }.joined() + "  - id: bob",
+         "network.yaml", "members", "lists 129 members, more than the 128 flpeer supports (its contribution scores play one game over all members); split the consortium into groups of at most 128 members"),
         ("network.yaml", "consortium: demo", "consortium: Demo Group", "network.yaml", "consortium", "lowercase"),
         ("network.yaml", "plan:", "plans:", "network.yaml", "plans", "not a known setting"),
         ("alice.yaml", "id: alice", "id: carol", "alice.yaml", "id", "not a member"),
