@@ -212,7 +212,7 @@ struct ChainReplication {
     /// `member` asked for entries of `author` after `after`.
     func pulled(author: String, after: UInt64?, by member: String) -> [Action] {
         if let entries = held(author: author, after: after, limit: Self.batch) {
-            return entries.isEmpty ? [] : [.send(to: member, [.ledgerEntries(entries)])]
+            return entries.isEmpty ? [] : [.send(to: member, WireMessage.ledgerEntryMessages(entries))]
         }
         return [.serve(author: author, after: after, to: member)]
     }
@@ -274,7 +274,7 @@ struct ChainReplication {
         var actions: [Action] = []
         for member in links.connected.sorted() {
             let (entries, complete) = push(to: member)
-            var messages: [WireMessage] = entries.isEmpty ? [] : [.ledgerEntries(entries)]
+            var messages = WireMessage.ledgerEntryMessages(entries)
             if !complete { messages.append(.ledgerHeads(mineSorted)) }
             if !messages.isEmpty { actions.append(.send(to: member, messages)) }
         }
