@@ -6,6 +6,7 @@ Exit codes: 0 intact, 1 findings, 2 unusable input.
 Needs only the Python standard library and the `cryptography` package.
 """
 import argparse
+import datetime
 import hashlib
 import json
 import os
@@ -58,28 +59,71 @@ def parse_header(b):
     return h
 
 
+KNOWN_TABLES = {"meta", "entries", "forks", "local_state", "grdb_migrations"}
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+def valid_name(name):
+    return isinstance(name, str) and 1 <= len(name.encode()) <= 64 and name[0] in NAME_CHARS - set("._-") and set(name) <= NAME_CHARS
+
+
+def well_formed(r, has_kind):
+    """A row whose columns have the types the schema names (TEXT author, INTEGER seq/kind/round, BLOB others)."""
+    ints = r[1:4] if has_kind else r[1:2]
+    blobs = r[4:] if has_kind else r[2:]
+    return isinstance(r[0], str) and all(type(v) is int for v in ints) and all(isinstance(v, bytes) for v in blobs)
+
+
 def load(path):
+    """(consortium, owner, rows, forks, findings); opened read-only and immutable, so nothing is written beside it."""
     if not os.path.exists(path):
         raise Unusable(f"{path} does not exist")
+    # A non-empty WAL beside the file holds committed entries: read it, read-only, through its index (FILE-shm).
+    wal = os.path.exists(path + "-wal") and os.path.getsize(path + "-wal") > 0
+    quoted = path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    findings = []
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        con = sqlite3.connect(f"file:{quoted}?mode=ro" + ("" if wal else "&immutable=1"), uri=True)
+        try:
+            con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as e:
+            if not wal:
+                raise
+            raise Unusable(f"{path} cannot be opened as SQLite ({e}): its WAL {path}-wal can be read only where its index {path}-shm exists or can be created; checkpoint a writable copy first")
+        check = [r[0] for r in con.execute("PRAGMA integrity_check").fetchall()]
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")}
     except sqlite3.DatabaseError as e:
         raise Unusable(f"{path} cannot be opened as SQLite ({e})")
+    if check != ["ok"]:
+        findings.append({"author": "-", "seq": -1, "rule": "integrity", "expected": "PRAGMA integrity_check ok", "found": "; ".join(check[:3])})
     if "entries" not in tables or "meta" not in tables:
-        raise Unusable(f"{path} is SQLite but not an flpeer ledger")
-    row = con.execute("SELECT value FROM meta WHERE key='consortium'").fetchone()
-    consortium = row[0] if row else ""
-    rows = con.execute("SELECT author, seq, kind, round, prev, header, body, hash, signature FROM entries ORDER BY author, seq").fetchall()
-    forks = con.execute("SELECT author, seq, header, body, hash, signature FROM forks ORDER BY author, seq").fetchall() if "forks" in tables else []
-    return consortium, rows, forks
+        raise Unusable(f"{path} is SQLite but not an flpeer ledger (no entries or meta table)")
+    for t in sorted(tables - KNOWN_TABLES):
+        findings.append({"author": "-", "seq": -1, "rule": "schema", "expected": "only the tables " + ", ".join(sorted(KNOWN_TABLES)), "found": f"table {t}"})
+    if "forks" not in tables:
+        findings.append({"author": "-", "seq": -1, "rule": "schema", "expected": "a forks table", "found": "none"})
+    try:
+        def meta(key):
+            row = con.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            return row[0] if row and isinstance(row[0], str) else None
 
-
-def load_owner(path):
-    """The member whose peer wrote the file (meta key 'owner'), or None."""
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    row = con.execute("SELECT value FROM meta WHERE key='owner'").fetchone()
-    return row[0] if row else None
+        def rows(table, has_kind):
+            cols = "author, seq, kind, round, prev, header, body, hash, signature" if has_kind else "author, seq, header, body, hash, signature"
+            out = []
+            for r in con.execute(f"SELECT {cols} FROM {table} ORDER BY author, seq"):
+                if well_formed(r, has_kind):
+                    out.append(r)
+                else:
+                    findings.append({"author": r[0] if isinstance(r[0], str) else "-", "seq": r[1] if type(r[1]) is int else -1, "rule": "row-format",
+                                     "expected": f"a {table} row with TEXT author, INTEGER seq, kind, round and BLOB hashes, header, body, signature",
+                                     "found": "a column of another type"})
+            return out
+        consortium, owner = meta("consortium") or "", meta("owner")
+        entries = rows("entries", True)
+        forks = rows("forks", False) if "forks" in tables else []
+    except sqlite3.DatabaseError as e:
+        raise Unusable(f"{path} is not a readable ledger ({e})")
+    return consortium, owner, entries, forks, findings
 
 
 def member_uri(cert):
@@ -94,7 +138,28 @@ def member_uri(cert):
     return None
 
 
+def not_a_ca(cert, path):
+    """Why cert (read from path) cannot be the consortium CA, or None: a CA carries basicConstraints CA:TRUE."""
+    try:
+        if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return None
+    except x509.ExtensionNotFound:
+        pass
+    member = member_uri(cert)
+    if member:
+        return f"{path} is not a CA certificate: it is the member certificate of {member[1]} in consortium {member[0]}; pass the consortium's ca.pem"
+    return f"{path} is not a CA certificate (it has no basicConstraints CA:TRUE); pass the consortium's ca.pem"
+
+
+def valid_millis(cert):
+    """(notBefore, notAfter) in unix ms: an entry's time must lie within, inclusive."""
+    before = getattr(cert, "not_valid_before_utc", None) or cert.not_valid_before.replace(tzinfo=datetime.timezone.utc)
+    after = getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+    return round(before.timestamp()) * 1000, round(after.timestamp()) * 1000
+
+
 def genesis_key(body, author, consortium, ca):
+    """(key, validity window) of a genesis certificate the CA issued to author, or None."""
     try:
         cert = x509.load_pem_x509_certificate(body["certificate"].encode())
         cert.verify_directly_issued_by(ca)
@@ -103,7 +168,7 @@ def genesis_key(body, author, consortium, ca):
     if member_uri(cert) != (consortium, author):
         return None
     key = cert.public_key()
-    return key if isinstance(key, Ed25519PublicKey) else None
+    return (key, valid_millis(cert)) if isinstance(key, Ed25519PublicKey) else None
 
 
 def body_problem(kind, body, rnd):
@@ -177,9 +242,9 @@ def evidence_entries(obj):
 
 
 def verify(path, ca, others):
-    consortium, rows, forks = load(path)
-    owner = load_owner(path)
-    findings = []
+    consortium, owner, rows, forks, findings = load(path)
+    if not valid_name(consortium):
+        raise Unusable(f"{path} names no valid consortium in its meta table")
 
     def find(author, seq, rule, expected, found):
         findings.append({"author": author, "seq": seq, "rule": rule, "expected": expected, "found": found})
@@ -187,7 +252,9 @@ def verify(path, ca, others):
     chains = {}
     for r in rows:
         chains.setdefault(r[0], []).append(r)
-    keys, updates, rounds, parsed = {}, {}, set(), []
+    if owner is not None and owner not in chains:
+        find(owner, 0, "owner-chain", f"the chain of the file's owner '{owner}'", "none")
+    keys, windows, updates, rounds, parsed = {}, {}, {}, set(), []
     for author in sorted(chains):
         expected_seq, prev_hash = 0, ZERO
         for (a, seq, kind, rnd, prev, header, body, h, sig) in chains[author]:
@@ -222,13 +289,16 @@ def verify(path, ca, others):
                 if hd["kind"] != 1:
                     find(a, seq, "genesis", "a genesis entry at seq 0", KINDS[hd["kind"]])
                 else:
-                    key = genesis_key(obj or {}, author, consortium, ca)
-                    if key is None:
+                    found = genesis_key(obj or {}, author, consortium, ca)
+                    if found is None:
                         find(a, seq, "genesis-certificate", f"a certificate for '{author}' issued by the consortium CA", "none")
                     else:
-                        keys[author] = key
+                        keys[author], windows[author] = found
             elif hd["kind"] == 1:
                 find(a, seq, "genesis", "genesis only at seq 0", f"genesis at seq {seq}")
+            if author in windows and not windows[author][0] <= hd["time"] <= windows[author][1]:
+                lo, hi = windows[author]
+                find(a, seq, "time-in-validity", f"a time within '{author}' certificate validity ({lo}...{hi} ms)", f"{hd['time']} ms")
             if author in keys:
                 try:
                     keys[author].verify(sig, h)
@@ -250,8 +320,10 @@ def verify(path, ca, others):
 
     for (a, seq, hd, obj) in parsed:
         if hd["kind"] == 3:
-            for item in obj.get("included", []):
+            for item in obj.get("included", []) if isinstance(obj.get("included"), list) else []:
+                item = item if isinstance(item, dict) else {}
                 ia, ih = item.get("author", "?"), item.get("update_hash", "?")
+                ia, ih = ia if isinstance(ia, str) else "?", ih if isinstance(ih, str) else "?"
                 if updates.get(ia, {}).get(ih) != hd["round"]:
                     got = updates.get(ia, {}).get(ih)
                     find(a, seq, "aggregate-names-signed-update",
@@ -261,8 +333,12 @@ def verify(path, ca, others):
         for (a, seq, kind, obj) in entries:
             if kind != 4:
                 continue
-            for head in obj.get("heads", []):
+            for head in obj.get("heads", []) if isinstance(obj.get("heads"), list) else []:
+                if not isinstance(head, dict):
+                    continue
                 ha, hs, hh = head.get("author"), head.get("seq"), head.get("hash")
+                if not isinstance(ha, str) or type(hs) is not int or not isinstance(hh, str):
+                    continue
                 chain = chains.get(ha, [])
                 match = [r for r in chain if r[1] == hs]
                 if match:
@@ -310,11 +386,22 @@ def verify(path, ca, others):
             equivocation(ea, es, f"evidence {a}#{seq}")
 
     mine = {(r[0], r[1]): bytes(r[7]) for r in rows}
+    notes = [] if others else ["a deleted last entry of another member's chain, or a copy made without its WAL, cannot be seen in one file: "
+                               "verify with --against the other members' files"]
     for other in others:
-        oc, orows, _ = load(other)
+        oc, _, orows, _, _ = load(other)
         if oc != consortium:
             find("-", -1, "replica-consortium", consortium, f"{oc} in {other}")
             continue
+        theirs = {}
+        for r in orows:
+            theirs[r[0]] = max(theirs.get(r[0], r[1]), r[1])
+        for author in sorted(theirs):
+            mine_head = max((r[1] for r in chains.get(author, [])), default=None)
+            if mine_head is None or mine_head < theirs[author]:
+                end = "absent" if mine_head is None else f"ends at seq {mine_head}"
+                notes.append(f"{other} holds {author}#{theirs[author]}, beyond this file's chain of {author} ({end}): "
+                             f"replication lag, or a deleted tail that {author}'s own file settles")
         for r in orows:
             h = mine.get((r[0], r[1]))
             if h is not None and h != bytes(r[7]):
@@ -328,7 +415,7 @@ def verify(path, ca, others):
             except Exception:
                 pass
         checkpoints(other_cps, f" (checkpoint in {other})")
-    return {"chains": len(chains), "entries": len(rows), "rounds": len(rounds), "findings": findings}
+    return {"chains": len(chains), "entries": len(rows), "rounds": len(rounds), "findings": findings, "notes": notes}
 
 
 def main():
@@ -341,6 +428,9 @@ def main():
     try:
         with open(a.ca, "rb") as f:
             ca = x509.load_pem_x509_certificate(f.read())
+        problem = not_a_ca(ca, a.ca)
+        if problem:
+            raise Unusable(problem)
         report = verify(a.ledger, ca, a.against)
     except Unusable as e:
         print(f"verify_ledger: {e}", file=sys.stderr)
@@ -349,6 +439,8 @@ def main():
         print(f"verify_ledger: unusable input ({e})", file=sys.stderr)
         return 2
     intact = not report["findings"]
+    for note in report.pop("notes"):
+        print(f"verify_ledger: note: {note}", file=sys.stderr)
     if a.json:
         print(json.dumps({"ledger": a.ledger, "intact": intact, **report}, sort_keys=True))
     elif intact:

@@ -13,6 +13,18 @@ struct BlobExchange {
         /// Pull from `from` if nothing of the blob arrived within a second (its author pushes small blobs unasked).
         case pullIfStalled(ContentHash, from: String)
         case event(GossipEvent)
+        /// An announcement was not pulled (logged with the reason).
+        case refused(Announce, from: String, reason: String)
+        /// `member` exceeded a bound: close its connection, logging the reason.
+        case close(String, reason: String)
+    }
+
+    /// Who offered a blob for which round: the round protocol names one blob per key.
+    struct NameKey: Hashable {
+        let source: String
+        let author: String
+        let round: UInt64
+        let kind: Announce.Kind
     }
 
     struct Inflight {
@@ -30,9 +42,29 @@ struct BlobExchange {
     /// replays or stragglers: dropped unpulled.
     private(set) var minimumRound: UInt64 = 0
 
-    init(store: BlobStore) { self.store = store }
+    let limits: BlobLimits
+    /// The consortium's members: the only authors whose blobs are pulled (empty: any).
+    let members: Set<String>
+    /// Blobs pulled per source, author, round and kind (rounds below `minimumRound` forgotten).
+    private(set) var named: [NameKey: Int] = [:]
+    /// Refused announcements per connected member (reset when it disconnects).
+    private(set) var refusals: [String: Int] = [:]
 
-    mutating func setMinimumRound(_ round: UInt64) { minimumRound = max(minimumRound, round) }
+    init(store: BlobStore, limits: BlobLimits = BlobLimits(), members: Set<String> = []) {
+        self.store = store
+        self.limits = limits
+        self.members = members
+    }
+
+    mutating func setMinimumRound(_ round: UInt64) {
+        minimumRound = max(minimumRound, round)
+        named = named.filter { $0.key.round >= minimumRound }
+    }
+
+    /// Blobs and announced bytes being received from `member`.
+    func load(of member: String) -> (blobs: Int, bytes: UInt64) {
+        inflight.values.reduce((0, 0)) { $1.source == member ? ($0.0 + 1, $0.1 + $1.announce.size) : $0 }
+    }
 
     /// This node stored and announces `a` itself.
     mutating func own(_ a: Announce) { announcements[a.hash] = a }
@@ -59,10 +91,44 @@ struct BlobExchange {
             inflight[a.hash] = f
             return [.event(.duplicate(hash: a.hash, from: member))]
         }
+        if let reason = refusal(a, from: member) { return refuse(a, from: member, reason: reason) }
+        let (blobs, bytes) = load(of: member)
+        if blobs + 1 > limits.inflightBlobsPerMember {
+            return [.close(member, reason: "\(member) has more than \(limits.inflightBlobsPerMember) blobs in flight (the bound per member)")]
+        }
+        if bytes + a.size > limits.inflightBytesPerMember {
+            return [.close(member, reason: "\(member) has more than \(limits.inflightBytesPerMember) announced bytes in flight (the bound per member)")]
+        }
+        named[NameKey(source: member, author: a.author, round: a.round, kind: a.kind), default: 0] += 1
         inflight[a.hash] = Inflight(announce: a, source: member, otherSources: [], incoming: store.beginReceiving(a.hash, size: a.size))
         // Its author pushes a small blob right behind the announcement; pull only if it stalls.
         if a.author == member && a.size <= WireProtocol.pushLimit { return [.pullIfStalled(a.hash, from: member)] }
         return [.send(to: member, [.pull(hash: a.hash)])]
+    }
+
+    /// Why an announcement that is neither stored nor in flight is not pulled, if it is not.
+    func refusal(_ a: Announce, from member: String) -> String? {
+        if a.size > limits.maxBlobSize {
+            return "announced size \(a.size) bytes exceeds the plan's bound of \(limits.maxBlobSize) bytes"
+        }
+        if !members.isEmpty && !members.contains(a.author) { return "author \(a.author) is not a member of the consortium" }
+        if a.round > minimumRound + limits.roundsAhead {
+            return "round \(a.round) is more than \(limits.roundsAhead) rounds beyond the oldest open round \(minimumRound)"
+        }
+        let key = NameKey(source: member, author: a.author, round: a.round, kind: a.kind)
+        if named[key, default: 0] >= limits.blobsPerAuthorRound {
+            return "\(member) already offered \(limits.blobsPerAuthorRound) blobs of \(a.author)'s round \(a.round); the round protocol names one"
+        }
+        return nil
+    }
+
+    private mutating func refuse(_ a: Announce, from member: String, reason: String) -> [Action] {
+        refusals[member, default: 0] += 1
+        var actions: [Action] = [.refused(a, from: member, reason: reason)]
+        if refusals[member, default: 0] == limits.refusalsPerConnection {
+            actions.append(.close(member, reason: "\(member) sent \(limits.refusalsPerConnection) refused announcements (the bound per connection)"))
+        }
+        return actions
     }
 
     /// `member` asked for a blob.
@@ -117,7 +183,8 @@ struct BlobExchange {
 
     /// A neighbour's connection closed: blobs coming from it come from the next source.
     mutating func disconnected(_ member: String, links: Links) -> [Action] {
-        inflight.filter { $0.value.source == member }.keys.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }
+        refusals[member] = nil
+        return inflight.filter { $0.value.source == member }.keys.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }
             .flatMap { retry($0, links: links) }
     }
 }

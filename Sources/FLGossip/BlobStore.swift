@@ -22,7 +22,9 @@ public struct BlobError: Error, CustomStringConvertible, Sendable {
 /// (small models' updates, every round) stay in a bounded memory tier; when
 /// it is full the oldest are written to disk on a background queue (they stay
 /// readable from memory until written). Which blobs are stored, and their
-/// sizes, is kept in memory, so `has` and `size` never touch the disk.
+/// sizes, is kept in memory, so `has` and `size` never touch the disk. A
+/// partial blob's file is deleted when it is abandoned (bad data, its source
+/// disconnected) and, for one left by a killed process, when the store opens.
 public final class BlobStore: @unchecked Sendable {
     public let directory: String
     private let lock = NSLock()
@@ -42,6 +44,10 @@ public final class BlobStore: @unchecked Sendable {
         self.directory = directory
         self.memoryCapacity = memoryCapacity
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: directory) where name.hasSuffix(".part") {
+            // A partial blob of an earlier run (killed mid-transfer): nothing resumes it.
+            try? FileManager.default.removeItem(atPath: "\(directory)/\(name)")
+        }
         for name in try FileManager.default.contentsOfDirectory(atPath: directory) where name.hasSuffix(".blob") {
             guard let hash = contentHash(hex: name.dropLast(5)),
                   let size = try? FileManager.default.attributesOfItem(atPath: "\(directory)/\(name)")[.size] as? UInt64 else { continue }

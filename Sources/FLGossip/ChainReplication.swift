@@ -125,6 +125,21 @@ struct ChainReplication {
         for p in Self.positions(entries) { queued[p.author] = nil }
     }
 
+    /// The furthest position of `author`'s chain that a neighbour reported
+    /// holding, and which neighbour (a peer compares its own chain with it).
+    func furthestReported(of author: String) -> (seq: UInt64, member: String)? {
+        var best: (seq: UInt64, member: String)?
+        for (member, chains) in reported {
+            guard let seq = chains[author]?.keys.max() else { continue }
+            if best.map({ seq > $0.seq }) ?? true { best = (seq, member) }
+        }
+        for (member, heads) in peerHeads {
+            guard let seq = heads[author]?.seq else { continue }
+            if best.map({ seq > $0.seq }) ?? true { best = (seq, member) }
+        }
+        return best
+    }
+
     /// `member` showed it holds `heads` (a hello, `ledger-heads`, or entries it sent).
     mutating func record(_ heads: [ChainHead], from member: String) -> [Action] {
         // Taken out and put back (a value taken out is uniquely referenced, so
@@ -197,7 +212,7 @@ struct ChainReplication {
     /// `member` asked for entries of `author` after `after`.
     func pulled(author: String, after: UInt64?, by member: String) -> [Action] {
         if let entries = held(author: author, after: after, limit: Self.batch) {
-            return entries.isEmpty ? [] : [.send(to: member, [.ledgerEntries(entries)])]
+            return entries.isEmpty ? [] : [.send(to: member, WireMessage.ledgerEntryMessages(entries))]
         }
         return [.serve(author: author, after: after, to: member)]
     }
@@ -259,7 +274,7 @@ struct ChainReplication {
         var actions: [Action] = []
         for member in links.connected.sorted() {
             let (entries, complete) = push(to: member)
-            var messages: [WireMessage] = entries.isEmpty ? [] : [.ledgerEntries(entries)]
+            var messages = WireMessage.ledgerEntryMessages(entries)
             if !complete { messages.append(.ledgerHeads(mineSorted)) }
             if !messages.isEmpty { actions.append(.send(to: member, messages)) }
         }

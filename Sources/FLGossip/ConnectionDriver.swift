@@ -48,6 +48,8 @@ enum ConnectionDriver {
                 var messages = input.makeAsyncIterator()
                 let hello = try await admit(try await messages.next(), verdict: verdict, expected: expected, output: output, node: node)
                 channel.channel.pipeline.handler(type: HelloDeadline.self).whenSuccess { $0.passed() }
+                let expiry = closeAtExpiry(channel.channel, verdict: verdict, node: node)
+                defer { expiry?.cancel() }
                 let c = GossipNode.Connection(institution: hello.institution, output: output, id: node.registry.nextID(), channel: channel.channel)
                 registered = c
                 established(c, hello: hello, inbound: inbound, node: node)
@@ -62,6 +64,22 @@ enum ConnectionDriver {
         }
         if let c = registered { closed(c, node: node) }
         return registered != nil
+    }
+
+    /// Closes an admitted connection when the first of the two certificates
+    /// (the remote's leaf or this member's) expires, with a logged reason;
+    /// the handshake checked them only at its own time.
+    private static func closeAtExpiry(_ channel: Channel, verdict: PeerVerdict, node: isolated GossipNode) -> Scheduled<Void>? {
+        guard case .success(let member) = verdict.result else { return nil }
+        let ours = node.config.tls.certificate.notValidAfter, theirs = member.certificate.notValidAfter
+        let at = min(ours, theirs)
+        let reason = "\(theirs <= ours ? "\(member.institution)'s" : "this member's") certificate expired at \(at)"
+        let delay = max(0, at.timeIntervalSince(node.config.clock()))
+        let logger = node.logger, institution = member.institution
+        return channel.eventLoop.scheduleTask(in: .milliseconds(Int64(min(delay, 1e9) * 1000))) {
+            logger.warning("closing a connection at certificate expiry", metadata: ["member": "\(institution)", "reason": "\(reason)"])
+            channel.close(promise: nil)
+        }
     }
 
     /// Checks the first message (a hello matching the verified certificate)

@@ -24,6 +24,10 @@ public struct GossipConfig: Sendable {
     /// Members this node dials (and keeps dialling); others may dial it.
     public var dial: [PeerAddress]
     public var blobDirectory: String
+    /// What this node pulls from a member, and how much it holds in flight for one.
+    public var blobLimits = BlobLimits()
+    /// The blob window's first round at start (`GossipNode.setMinimumRound` moves it on).
+    public var minimumRound: UInt64 = 0
     /// Bytes per chunk when sending blobs.
     public var chunkSize: Int = 262_144
     /// Send a ping after this long without writing.

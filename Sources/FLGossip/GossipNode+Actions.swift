@@ -40,6 +40,14 @@ extension GossipNode {
                     try? await Task.sleep(for: .seconds(1))
                     perform(blobs.stalled(hash, from: source, links: registry.links))
                 }
+            case .refused(let a, let from, let reason):
+                logger.warning("blob announcement refused", metadata: [
+                    "from": "\(from)", "author": "\(a.author)", "round": "\(a.round)", "size": "\(a.size)", "reason": "\(reason)"])
+            case .close(let member, let reason):
+                guard let c = registry.connections[member] else { continue }
+                logger.warning("closing a member's connection", metadata: ["member": "\(member)", "reason": "\(reason)"])
+                c.send([.goodbye(code: 4, reason: reason)])
+                c.channel.close(promise: nil)
             case .event(let event):
                 if case .stale(let a, let from) = event {
                     logger.debug("announcement for a closed round dropped", metadata: ["author": "\(a.author)", "round": "\(a.round)", "from": "\(from)"])

@@ -12,6 +12,8 @@ extension GossipNode {
 
     /// Routes one received message to the state machine it concerns.
     func handle(_ message: WireMessage, from c: Connection) async {
+        // Closed for exceeding a limit: what it had already sent is not acted on.
+        guard c.channel.isActive else { return }
         received[message.type.rawValue, default: 0] += 1
         let id = c.institution
         switch message {

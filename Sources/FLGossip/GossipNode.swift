@@ -62,12 +62,13 @@ public actor GossipNode {
         self.logger = l
         self.store = try BlobStore(directory: config.blobDirectory)
         self.io = NodeIO(store: store, ledger: config.ledger, pool: config.threadPool, chunkSize: config.chunkSize)
-        self.blobs = BlobExchange(store: store)
+        self.blobs = BlobExchange(store: store, limits: config.blobLimits, members: config.tls.trust.members)
         self.registry = ConnectionRegistry(seed: config.seed)
         self.reachable = Mutex([config.institution])
         self.serverContext = try config.tls.makeContext(server: true)
         self.clientContext = try config.tls.makeContext(server: false)
         (events, eventSink) = AsyncStream.makeStream(of: GossipEvent.self)
+        blobs.setMinimumRound(config.minimumRound)
     }
 
     // MARK: - Lifecycle
@@ -140,6 +141,9 @@ public actor GossipNode {
 
     /// Members with an established connection.
     public func connectedPeers() -> [String] { registry.connections.keys.sorted() }
+
+    /// The furthest position of `author`'s chain a neighbour reported holding (hello or heads), and who.
+    public func furthestReported(of author: String) -> (seq: UInt64, member: String)? { replication.furthestReported(of: author) }
 
     /// Members this node can reach now: its connections and theirs (as their
     /// last `neighbours` messages said), one relay away at most, and itself.

@@ -80,6 +80,10 @@ enum GossipPipeline {
             if detail.contains("UNSUPPORTED_PROTOCOL") || detail.contains("PROTOCOL_VERSION") {
                 return ("tls-version", "the peer offered no TLS 1.3 (\(detail))")
             }
+            // Server side: the remote finished its part without a certificate (not a refusal by it).
+            if detail.contains("PEER_DID_NOT_RETURN_A_CERTIFICATE") || detail.contains("CERTIFICATE_REQUIRED") && !detail.contains("ALERT") {
+                return ("no-client-certificate", "the remote sent no certificate; a member must present its consortium certificate (\(detail))")
+            }
             if detail.contains("CERTIFICATE") || detail.contains("ALERT") {
                 return ("tls-rejected-by-peer", "the peer refused the TLS handshake (\(detail))")
             }

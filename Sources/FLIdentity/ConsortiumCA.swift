@@ -20,9 +20,15 @@ public struct ConsortiumCA: Sendable {
         public static let revocationList = "crl.pem"
     }
 
+    /// The longest validity `sign` issues (100 years): longer ones overflow X.509's dates.
+    public static let maximumDays = 36_500
+    /// The longest CA validity `create` issues.
+    public static let maximumYears = 100
+
     /// Creates a new CA valid for `years` from `now`.
     public static func create(consortium: String, years: Int = 10, now: Date = Date()) throws -> ConsortiumCA {
         try MemberName.validate(consortium, what: "consortium name")
+        guard (1...maximumYears).contains(years) else { throw IdentityError(.policy, "a CA must be valid for 1 to \(maximumYears) years, got \(years)") }
         let signingKey = Curve25519.Signing.PrivateKey()
         let key = Certificate.PrivateKey(signingKey)
         let name = try DistinguishedName {
@@ -97,7 +103,7 @@ public struct ConsortiumCA: Sendable {
             throw IdentityError(.invalidName, "the certificate signing request names no institution (its subject needs a common name)")
         }
         try MemberName.validate(institution, what: "institution id")
-        guard days >= 1 else { throw IdentityError(.policy, "a certificate must be valid for at least 1 day, got \(days)") }
+        guard (1...Self.maximumDays).contains(days) else { throw IdentityError(.policy, "a certificate must be valid for 1 to \(Self.maximumDays) days, got \(days)") }
         let subject = try DistinguishedName {
             OrganizationName(consortium)
             CommonName(institution)

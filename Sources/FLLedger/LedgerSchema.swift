@@ -82,12 +82,23 @@ enum LedgerSchema {
 
     /// The Ed25519 key in a genesis entry's certificate, if the CA issued it to `author` in `consortium`.
     static func genesisKey(_ entry: LedgerEntry, author: String, consortium: String, ca: Certificate) -> Curve25519.Signing.PublicKey? {
+        genesisMember(entry, author: author, consortium: consortium, ca: ca)?.ed25519PublicKey
+    }
+
+    /// The member certificate a genesis carries, when the CA issued it to `author` in `consortium`.
+    static func genesisMember(_ entry: LedgerEntry, author: String, consortium: String, ca: Certificate) -> MemberCertificate? {
         guard let pem = EntryBody.decode(EntryBody.Genesis.self, from: entry.body)?.certificate,
               let cert = try? Certificate(pemEncoded: pem),
               ca.publicKey.isValidSignature(cert.signature, for: cert), cert.issuer == ca.subject,
               let member = MemberCertificate(cert), member.institution == author, member.consortium == consortium
         else { return nil }
-        return member.ed25519PublicKey
+        return member
+    }
+
+    /// The unix-millisecond times an entry signed with `certificate` may carry:
+    /// notBefore × 1000 ≤ time ≤ notAfter × 1000 (certificate times are whole seconds).
+    static func validMillis(_ certificate: Certificate) -> ClosedRange<Int64> {
+        Int64(certificate.notValidBefore.timeIntervalSince1970.rounded()) * 1000...Int64(certificate.notValidAfter.timeIntervalSince1970.rounded()) * 1000
     }
 
     static func storedKey(_ db: Database, author: String, consortium: String, ca: Certificate) throws -> Curve25519.Signing.PublicKey? {

@@ -38,12 +38,16 @@ extension LedgerStore {
         // everything before it, so no checkpoint it signs names a lost entry.
         try pool.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
-            defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
-            try db.inTransaction {
-                merger.start()
-                for entry in sorted { try merger.merge(entry, into: db) }
-                return .commit
+            // Own appends must stay durable: a failed reset is an error, not ignored.
+            let outcome = Result {
+                try db.inTransaction {
+                    merger.start()
+                    for entry in sorted { try merger.merge(entry, into: db) }
+                    return .commit
+                }
             }
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try outcome.get()
         }
         noteStored(merger.inserted)
         if merger.report.forks > 0 { invalidateFlagged() }

@@ -65,6 +65,19 @@ public final class LedgerStore: Sendable {
         }
     }
 
+    /// Copies the write-ahead log into the database file, truncates the log
+    /// and closes the file: after a clean stop `ledger.sqlite` alone holds
+    /// every entry (an auditor copies that one file). Later calls fail.
+    public func close() throws {
+        checkpointer.close()
+        do {
+            try pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
+        } catch {
+            throw LedgerError("\(path): the write-ahead log could not be copied into the file (\(error)); its entries stay in \(path)-wal, keep both files together")
+        }
+        try pool.close()
+    }
+
     /// Writes a consistent copy of the whole ledger to `path` (SQLite online
     /// backup), safe while the peer keeps appending.
     public func backup(to path: String) throws {
@@ -102,6 +115,26 @@ public final class LedgerStore: Sendable {
                 cache![e.header.author] = (e.header.seq, e.hash)
             }
         }
+    }
+
+    /// Positions of a chain that may already be signed elsewhere (seen in
+    /// other members' replicas), by author: appends at or below them are
+    /// refused, so a peer whose file lost entries never signs a position twice.
+    private let signedElsewhere = Mutex<[String: Int64]>([:])
+
+    /// Refuses `author`'s appends up to seq `through` (`Int64.max`: all of
+    /// them, until a later call lowers the bound); a lower bound than the
+    /// one already held only applies when `replace` is set.
+    public func refuseAppends(by author: String, through: Int64, replace: Bool = false) {
+        signedElsewhere.withLock { held in
+            if replace { held[author] = through } else { held[author] = max(held[author] ?? -1, through) }
+        }
+    }
+
+    /// Names `author` as this file's owner if it has none (a chain recovered
+    /// from replicas was not begun here by an append).
+    public func claimOwner(_ author: String) throws {
+        try pool.write { db in try db.execute(sql: "INSERT OR IGNORE INTO meta(key, value) VALUES ('owner', ?)", arguments: [author]) }
     }
 
     /// Appends a new entry to `author`'s own chain, signed with `key`, in one
@@ -152,6 +185,11 @@ public final class LedgerStore: Sendable {
                 let last = try Row.fetchOne(db.cachedStatement(sql: "SELECT seq, hash FROM entries WHERE author = ? ORDER BY seq DESC LIMIT 1"), arguments: [author])
                 let head = last.map { (seq: UInt64($0["seq"] as Int64), hash: [UInt8]($0["hash"] as Data)) }
                 let seq = head.map { $0.seq + 1 } ?? 0
+                if let held = signedElsewhere.withLock({ $0[author] }), Int64(seq) <= held {
+                    throw LedgerError(held == .max
+                        ? "\(path): '\(author)' may not sign until its chain has been compared with the other members' replicas"
+                        : "\(path): refusing to sign '\(author)'#\(seq): a replica holds this chain to #\(held), so this position may already be signed")
+                }
                 guard (seq == 0) == (p.kind == .genesis) else {
                     throw LedgerError(seq == 0 ? "the first entry of a chain must be its genesis" : "chain '\(author)' already has a genesis")
                 }
@@ -188,6 +226,13 @@ public final class LedgerStore: Sendable {
     }
 
     /// Every entry of `kind` for `round`, by author then seq.
+    /// Every entry of `kind`, by author and seq.
+    public func entries(kind: EntryKind) throws -> [LedgerEntry] {
+        try pool.unsafeReentrantRead { db in
+            try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries WHERE kind = ? ORDER BY author, seq", arguments: [Int64(kind.rawValue)])
+        }
+    }
+
     public func entries(kind: EntryKind, round: UInt64) throws -> [LedgerEntry] {
         try pool.unsafeReentrantRead { db in
             try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries WHERE kind = ? AND round = ? ORDER BY author, seq",

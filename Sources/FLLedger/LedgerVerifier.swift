@@ -22,6 +22,8 @@ public struct VerificationReport: Sendable {
     public var entries = 0
     public var rounds = 0
     public var findings: [Finding] = []
+    /// What one file cannot show (printed as `note:` lines; not findings).
+    public var notes: [String] = []
     public var intact: Bool { findings.isEmpty }
 }
 
@@ -45,35 +47,66 @@ public enum LedgerVerifier {
         let signature: [UInt8]
     }
 
-    static func load(_ path: String) throws -> (consortium: String, rows: [StoredRow], forks: [StoredRow]) {
+    /// What `load` read from a file: its meta values, rows, and the findings about the file itself.
+    struct Loaded {
+        var consortium = ""
+        var owner: String?
+        var rows: [StoredRow] = []
+        var forks: [StoredRow] = []
+        /// `integrity`, `schema` and `row-format` findings.
+        var findings: [Finding] = []
+    }
+
+    /// Tables a ledger may hold (besides SQLite's own `sqlite_*`); `forks` must be present.
+    static let knownTables: Set<String> = ["meta", "entries", "forks", "local_state", "grdb_migrations"]
+
+    /// Opens `path` read-only and immutable (no `-wal`/`-shm` is created, nothing is written).
+    static func open(_ path: String) throws -> DatabaseQueue {
         guard FileManager.default.fileExists(atPath: path) else { throw UnusableLedger(description: "\(path) does not exist") }
+        // A non-empty WAL beside the file (a live peer's ledger, or a copy taken with its WAL) holds
+        // committed entries: it is read, read-only, through SQLite's WAL index (FILE-shm, created if absent).
+        let wal = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0
         var config = Configuration()
         config.readonly = true
-        let queue: DatabaseQueue
+        let escaped = path.replacingOccurrences(of: "%", with: "%25").replacingOccurrences(of: "?", with: "%3f").replacingOccurrences(of: "#", with: "%23")
         do {
-            queue = try DatabaseQueue(path: path, configuration: config)
+            let queue = try DatabaseQueue(path: "file:\(escaped)?mode=ro" + (wal > 0 ? "" : "&immutable=1"), configuration: config)
+            try queue.read { _ in }
+            return queue
         } catch {
-            throw UnusableLedger(description: "\(path) cannot be opened as SQLite (\(error))")
+            let hint = wal > 0 ? ": its WAL \(path)-wal can be read only where its index \(path)-shm exists or can be created; checkpoint a writable copy first" : ""
+            throw UnusableLedger(description: "\(path) cannot be opened as SQLite (\(error))\(hint)")
         }
+    }
+
+    static func load(_ path: String) throws -> Loaded {
+        let queue = try open(path)
         do {
             return try queue.read { db in
-                guard try db.tableExists("entries"), try db.tableExists("meta") else {
-                    throw UnusableLedger(description: "\(path) is SQLite but not an flpeer ledger (no entries table)")
+                var out = Loaded()
+                let check = try String.fetchAll(db, sql: "PRAGMA integrity_check")
+                if check != ["ok"] {
+                    out.findings.append(Finding(author: "-", seq: -1, rule: "integrity", expected: "PRAGMA integrity_check ok", found: check.prefix(3).joined(separator: "; ")))
                 }
-                let consortium = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'consortium'") ?? ""
-                func rows(_ table: String, _ hasKind: Bool) throws -> [StoredRow] {
-                    let cols = hasKind ? "author, seq, kind, round, prev, header, body, hash, signature" : "author, seq, 0 AS kind, 0 AS round, x'' AS prev, header, body, hash, signature"
-                    // A cursor and one copy per blob: loading is a visible share of verification time.
-                    func bytes(_ r: Row, _ i: Int) throws -> [UInt8] { try r.withUnsafeData(atIndex: i) { $0.map { [UInt8]($0) } ?? [] } }
-                    var out: [StoredRow] = []
-                    let cursor = try Row.fetchCursor(db, sql: "SELECT \(cols) FROM \(table) ORDER BY author, seq")
-                    while let r = try cursor.next() {
-                        out.append(StoredRow(author: r[0], seq: r[1], kind: r[2], round: r[3], prev: try bytes(r, 4), header: try bytes(r, 5),
-                                             body: try bytes(r, 6), hash: try bytes(r, 7), signature: try bytes(r, 8)))
-                    }
-                    return out
+                let tables = Set(try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"))
+                guard tables.contains("entries"), tables.contains("meta") else {
+                    throw UnusableLedger(description: "\(path) is SQLite but not an flpeer ledger (no entries or meta table)")
                 }
-                return (consortium, try rows("entries", true), try db.tableExists("forks") ? try rows("forks", false) : [])
+                for t in tables.subtracting(knownTables).sorted() {
+                    out.findings.append(Finding(author: "-", seq: -1, rule: "schema", expected: "only the tables \(knownTables.sorted().joined(separator: ", "))", found: "table \(t)"))
+                }
+                if !tables.contains("forks") {
+                    out.findings.append(Finding(author: "-", seq: -1, rule: "schema", expected: "a forks table", found: "none"))
+                }
+                func meta(_ key: String) throws -> String? {
+                    guard case .string(let v)? = try DatabaseValue.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key])?.storage else { return nil }
+                    return v
+                }
+                out.consortium = try meta("consortium") ?? ""
+                out.owner = try meta("owner")
+                out.rows = try rows(db, "entries", hasKind: true, findings: &out.findings)
+                if tables.contains("forks") { out.forks = try rows(db, "forks", hasKind: false, findings: &out.findings) }
+                return out
             }
         } catch let e as UnusableLedger {
             throw e
@@ -82,23 +115,45 @@ public enum LedgerVerifier {
         }
     }
 
-    /// The member whose peer wrote the file (meta key `owner`), if recorded.
-    static func owner(_ path: String) -> String? {
-        var config = Configuration()
-        config.readonly = true
-        return try? DatabaseQueue(path: path, configuration: config).read { db in
-            try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'owner'")
+    /// The rows of `table`; a row with a column of the wrong type (NULL, TEXT for a
+    /// number or blob, ...) is a `row-format` finding and is left out of every other check.
+    static func rows(_ db: Database, _ table: String, hasKind: Bool, findings: inout [Finding]) throws -> [StoredRow] {
+        let cols = hasKind ? "author, seq, kind, round, prev, header, body, hash, signature" : "author, seq, 0 AS kind, 0 AS round, x'' AS prev, header, body, hash, signature"
+        var out: [StoredRow] = []
+        let cursor = try Row.fetchCursor(db, sql: "SELECT \(cols) FROM \(table) ORDER BY author, seq")
+        while let r = try cursor.next() {
+            let values = (0..<9).map { (r[$0] as DatabaseValue).storage }
+            var ints: [Int64] = [], blobs: [[UInt8]] = [], author: String?
+            for (i, v) in values.enumerated() {
+                switch (i, v) {
+                case (0, .string(let s)): author = s
+                case (1...3, .int64(let n)): ints.append(n)
+                case (4...8, .blob(let d)): blobs.append([UInt8](d))
+                default: break
+                }
+            }
+            guard let author, ints.count == 3, blobs.count == 5 else {
+                let seq: Int64 = if case .int64(let n) = values[1] { n } else { -1 }
+                let a: String = if case .string(let s) = values[0] { s } else { "-" }
+                findings.append(Finding(author: a, seq: seq, rule: "row-format", expected: "a \(table) row with TEXT author, INTEGER seq, kind, round and BLOB hashes, header, body, signature", found: "a column of another type"))
+                continue
+            }
+            out.append(StoredRow(author: author, seq: ints[0], kind: ints[1], round: ints[2], prev: blobs[0], header: blobs[1], body: blobs[2], hash: blobs[3], signature: blobs[4]))
         }
+        return out
     }
 
     /// Verifies `path`; `others` are replicas from other peers, whose chains
     /// must agree with this one and whose checkpoints reveal truncation and rollback.
     public static func verify(path: String, caCertificate: Certificate, against others: [String] = []) throws -> VerificationReport {
-        let (consortium, rows, forks) = try load(path)
+        let loaded = try load(path)
+        let (consortium, rows, forks) = (loaded.consortium, loaded.rows, loaded.forks)
         guard (try? MemberName.validate(consortium, what: "consortium")) != nil else {
             throw UnusableLedger(description: "\(path) names no valid consortium in its meta table")
         }
-        var run = Run(consortium: consortium, ca: caCertificate, chains: Dictionary(grouping: rows, by: \.author), owner: owner(path))
+        var run = Run(consortium: consortium, ca: caCertificate, chains: Dictionary(grouping: rows, by: \.author), owner: loaded.owner)
+        run.findings = loaded.findings
+        run.checkOwner()
         for (author, chain) in run.chains.sorted(by: { $0.key < $1.key }) { run.checkChain(author, chain) }
         // Across chains: aggregates name signed updates; checkpoints agree with the chains.
         run.checkAggregates()
@@ -114,6 +169,10 @@ public enum LedgerVerifier {
         report.entries = rows.count
         report.rounds = run.rounds.count
         report.findings = run.findings
+        report.notes = run.notes
+        if others.isEmpty {
+            report.notes.append("a deleted last entry of another member's chain, or a copy made without its WAL, cannot be seen in one file: verify with --against the other members' files")
+        }
         return report
     }
 
@@ -125,7 +184,10 @@ public enum LedgerVerifier {
         /// The member whose peer wrote the file, if recorded.
         let owner: String?
         var findings: [Finding] = []
+        var notes: [String] = []
         var keys: [String: Curve25519.Signing.PublicKey] = [:]
+        /// author -> the unix-ms times its genesis certificate is valid for
+        var validity: [String: ClosedRange<Int64>] = [:]
         /// author -> update hash hex -> round
         var updates: [String: [String: UInt64]] = [:]
         var rounds = Set<UInt64>()
@@ -136,6 +198,13 @@ public enum LedgerVerifier {
             findings.append(Finding(author: a, seq: s, rule: rule, expected: e, found: f))
         }
 
+        /// A file whose meta names an owner holds that owner's chain (its peer writes the genesis with the owner key).
+        mutating func checkOwner() {
+            if let owner, chains[owner] == nil {
+                find(owner, 0, "owner-chain", "the chain of the file's owner '\(owner)'", "none")
+            }
+        }
+
         mutating func checkChain(_ author: String, _ chain: [StoredRow]) {
             var expectedSeq: Int64 = 0
             var prevHash = LedgerEntry.zeroHash
@@ -144,7 +213,7 @@ public enum LedgerVerifier {
                     find(author, row.seq, "seq-contiguous", "seq \(expectedSeq)", "seq \(row.seq)")
                 }
                 checkEntry(row, prev: prevHash)
-                expectedSeq = row.seq + 1
+                expectedSeq = row.seq &+ 1
                 prevHash = row.hash
             }
         }
@@ -178,8 +247,8 @@ public enum LedgerVerifier {
         /// The stored columns, consortium, length, hash and link against the signed header.
         mutating func checkHeader(_ row: StoredRow, _ header: EntryHeader, prev: [UInt8]) {
             let author = row.author
-            if header.author != row.author || Int64(header.seq) != row.seq || Int64(header.kind.rawValue) != row.kind
-                || Int64(header.round) != row.round || header.prev != row.prev {
+            if header.author != row.author || UInt64(exactly: row.seq) != header.seq || Int64(header.kind.rawValue) != row.kind
+                || UInt64(exactly: row.round) != header.round || header.prev != row.prev {
                 find(author, row.seq, "columns-match-header", "columns equal to the signed header (author \(header.author), seq \(header.seq))", "author \(row.author), seq \(row.seq)")
             }
             if header.consortium != consortium {
@@ -204,13 +273,18 @@ public enum LedgerVerifier {
                 let entry = try? LedgerEntry(headerBytes: row.header, body: row.body, hash: row.hash, signature: row.signature)
                 if header.kind != .genesis {
                     find(author, row.seq, "genesis", "a genesis entry at seq 0", "\(header.kind)")
-                } else if let entry, let key = LedgerSchema.genesisKey(entry, author: author, consortium: consortium, ca: ca) {
+                } else if let entry, let member = LedgerSchema.genesisMember(entry, author: author, consortium: consortium, ca: ca),
+                          let key = member.ed25519PublicKey {
                     keys[author] = key
+                    validity[author] = LedgerSchema.validMillis(member.certificate)
                 } else {
                     find(author, row.seq, "genesis-certificate", "a certificate for '\(author)' issued by the consortium CA", "none")
                 }
             } else if header.kind == .genesis {
                 find(author, row.seq, "genesis", "genesis only at seq 0", "genesis at seq \(row.seq)")
+            }
+            if let window = validity[author], !window.contains(header.timeMillis) {
+                find(author, row.seq, "time-in-validity", "a time within '\(author)' certificate validity (\(window.lowerBound)...\(window.upperBound) ms)", "\(header.timeMillis) ms")
             }
             if let key = keys[author] {
                 if !key.isValidSignature(row.signature, for: row.hash) {
@@ -238,7 +312,8 @@ public enum LedgerVerifier {
         /// A replica from another peer: the same consortium, the same entries
         /// where both hold one, and its checkpoints against this file's chains.
         mutating func checkReplica(_ other: String, rows: [StoredRow]) throws {
-            let (otherConsortium, otherRows, _) = try load(other)
+            let loaded = try load(other)
+            let (otherConsortium, otherRows) = (loaded.consortium, loaded.rows)
             if otherConsortium != consortium {
                 find("-", -1, "replica-consortium", consortium, "\(otherConsortium) in \(other)")
                 return
@@ -247,6 +322,13 @@ public enum LedgerVerifier {
             for r in otherRows {
                 if let h = mine["\(r.author)#\(r.seq)"], h != r.hash {
                     find(r.author, r.seq, "replicas-agree", "\(hex(h.prefix(6))) (this file)", "\(hex(r.hash.prefix(6))) in \(other)")
+                }
+            }
+            let myHeads = Dictionary(rows.map { ($0.author, $0.seq) }, uniquingKeysWith: max)
+            for (author, theirs) in Dictionary(otherRows.map { ($0.author, $0.seq) }, uniquingKeysWith: max).sorted(by: { $0.key < $1.key }) {
+                let mine = myHeads[author]
+                if mine.map({ $0 < theirs }) ?? true {
+                    notes.append("\(other) holds \(author)#\(theirs), beyond this file's chain of \(author) (\(mine.map { "ends at seq \($0)" } ?? "absent")): replication lag, or a deleted tail that \(author)'s own file settles")
                 }
             }
             let checkpoints: [(String, Int64, [Head])] = otherRows.compactMap { r in
@@ -285,7 +367,7 @@ public enum LedgerVerifier {
             var accused = Set<String>()
             func equivocation(_ author: String, _ seq: UInt64, _ source: String) {
                 guard accused.insert("\(author)#\(seq)").inserted else { return }
-                find(author, Int64(seq), "equivocation", "one entry per (author, seq)", "two different entries signed by '\(author)' (\(source))")
+                find(author, Int64(truncatingIfNeeded: seq), "equivocation", "one entry per (author, seq)", "two different entries signed by '\(author)' (\(source))")
             }
             func entry(_ r: StoredRow) -> LedgerEntry? { try? LedgerEntry(headerBytes: r.header, body: r.body, hash: r.hash, signature: r.signature) }
             let stored = Dictionary(rows.map { ("\($0.author)#\($0.seq)", $0) }, uniquingKeysWith: { a, _ in a })
@@ -324,5 +406,17 @@ public enum LedgerReader {
         try LedgerVerifier.load(path).rows.compactMap {
             try? LedgerEntry(headerBytes: $0.header, body: $0.body, hash: $0.hash, signature: $0.signature)
         }
+    }
+}
+
+extension LedgerVerifier {
+    /// Why `certificate` (read from `file`) cannot be the consortium CA, or nil when it can:
+    /// a CA certificate carries basicConstraints CA:TRUE.
+    public static func notACertificateAuthority(_ certificate: Certificate, file: String) -> UnusableLedger? {
+        if case .isCertificateAuthority? = try? certificate.extensions.basicConstraints { return nil }
+        if let member = MemberCertificate(certificate) {
+            return UnusableLedger(description: "\(file) is not a CA certificate: it is the member certificate of \(member.institution) in consortium \(member.consortium); pass the consortium's ca.pem")
+        }
+        return UnusableLedger(description: "\(file) is not a CA certificate (it has no basicConstraints CA:TRUE); pass the consortium's ca.pem")
     }
 }

@@ -27,6 +27,17 @@ final class WALCheckpointer: Sendable {
         self.threshold = threshold
     }
 
+    /// Waits for a running checkpoint and closes this checkpointer's connection.
+    func close() {
+        queue.sync {
+            let connection = state.withLock { s -> DatabaseQueue? in
+                defer { s.connection = nil }
+                return s.connection
+            }
+            try? connection?.close()
+        }
+    }
+
     /// Called after a commit: starts a checkpoint when the log is large and none is running.
     func noteCommit() {
         let size = (try? FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int) ?? 0

@@ -57,6 +57,11 @@ public struct DemoConsortium: Sendable {
         } catch {
             throw DemoError(.split, "cannot split \(options.dataPath) into \(options.peers) parts: \(error)")
         }
+        // Each member sets 10 % of every class aside for validation (`RoundEngine.loadData`): say so before any member starts.
+        for (i, part) in parts.enumerated() where Splitting.stratified(dataset.subset(part), fraction: 0.1, seed: UInt64(options.seed)).second.isEmpty {
+            throw DemoError(.split, "the \(options.peers)-way split of \(options.dataPath) leaves \(options.ids[i]) \(part.count) rows, with no class of "
+                + "\(RoundEngine.minimumRowsForValidation) rows to set a validation row aside from; use fewer --peers, a larger --alpha or more data")
+        }
         let ca: ConsortiumCA
         do {
             ca = try ConsortiumCA.create(consortium: consortium)
@@ -99,6 +104,10 @@ public struct DemoConsortium: Sendable {
         let root: String
         if let directory {
             root = URL(fileURLWithPath: directory).standardizedFileURL.path
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: root, isDirectory: &isFolder), !isFolder.boolValue {
+                throw DemoError(.directory, "--dir \(directory) is a file, not a folder; give a new or empty folder for the demo's files")
+            }
             if let contents = try? FileManager.default.contentsOfDirectory(atPath: root), !contents.isEmpty {
                 throw DemoError(.directory, "--dir \(directory) is not empty; give a new or empty folder so no earlier run's files are mixed in")
             }

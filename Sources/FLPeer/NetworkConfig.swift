@@ -19,6 +19,8 @@ public struct NetworkConfig: Sendable {
     public let caFile: String
     public let revocationListFile: String?
     public let members: [Member]
+    /// The most members a consortium may list (`ContributionScorer.shapley` plays at most 128 players).
+    public static let maximumMembers = 128
     public let plan: TrainingPlan
 
     /// Loads and checks `file`.
@@ -35,6 +37,10 @@ public struct NetworkConfig: Sendable {
         let crl = y.child("revocation_list") == nil ? nil : try y.existingFile("revocation_list", example: "crl.pem")
         guard let list = try y.sequence("members"), !list.isEmpty else {
             throw y.error("members", "is missing or empty", "list each member as '- id: alice' with 'address: 127.0.0.1:7001'")
+        }
+        guard list.count <= Self.maximumMembers else {
+            throw y.error("members", "lists \(list.count) members, more than the \(Self.maximumMembers) flpeer supports (its contribution scores play one game over all members)",
+                          "split the consortium into groups of at most \(Self.maximumMembers) members")
         }
         var members: [Member] = []
         var seen = Set<String>()
@@ -54,6 +60,9 @@ public struct NetworkConfig: Sendable {
             }
             let address = try m.string("address", example: "127.0.0.1:7001")
             let (host, port) = try parseAddress(address, reader: m, key: "address")
+            if let other = members.first(where: { $0.host.lowercased() == host.lowercased() && $0.port == port }) {
+                throw m.error(m.keyPath("address"), "is '\(address)', which member '\(other.id)' already uses", "give every member its own HOST:PORT", at: m.child("address"))
+            }
             members.append(Member(id: id, host: host, port: port))
         }
         let plan = try TrainingPlan.load(try y.mapping("plan"), in: y, memberCount: members.count)
@@ -83,8 +92,15 @@ public struct NetworkConfig: Sendable {
     }
 }
 
-/// HOST:PORT, with IPv6 hosts in brackets.
+/// HOST:PORT, with IPv6 hosts in brackets; no scheme, no spaces.
 func parseAddress(_ text: String, reader: YAMLReader, key: String) throws(ConfigError) -> (String, Int) {
+    let example = key == "listen" ? "127.0.0.1:7001" : "10.0.0.5:7001"
+    if text.contains("://") {
+        throw reader.error(reader.keyPath(key), "is '\(text)', a URL, not HOST:PORT (peers always speak mutual TLS)", "drop the scheme and write e.g. '\(key): \(example)'", at: reader.child(key))
+    }
+    if text.contains(where: \.isWhitespace) {
+        throw reader.error(reader.keyPath(key), "is '\(text)', which contains a space", "write HOST:PORT without spaces, e.g. '\(key): \(example)'", at: reader.child(key))
+    }
     var host = Substring(text), portText: Substring = ""
     if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
         host = text[text.index(after: text.startIndex)..<close]
@@ -93,7 +109,11 @@ func parseAddress(_ text: String, reader: YAMLReader, key: String) throws(Config
         host = text[..<colon]
         portText = text[text.index(after: colon)...]
     }
-    guard !host.isEmpty, let port = Int(portText), (1...65535).contains(port) || (port == 0 && key == "listen") else {
+    let bracketed = text.hasPrefix("[")
+    let allowed: (Character) -> Bool = { c in
+        c.isASCII && (c.isLetter || c.isNumber || c == "." || c == "-" || c == "_" || (bracketed && (c == ":" || c == "%")))
+    }
+    guard !host.isEmpty, host.allSatisfy(allowed), let port = Int(portText), (1...65535).contains(port) || (port == 0 && key == "listen") else {
         throw reader.error(reader.keyPath(key), "is '\(text)', not HOST:PORT", "write e.g. '\(key): 127.0.0.1:7001'", at: reader.child(key))
     }
     return (String(host), port)

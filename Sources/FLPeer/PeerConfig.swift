@@ -36,8 +36,9 @@ public struct PeerConfig: Sendable {
         public var cutAfterRound: Int = 0
     }
 
-    /// Loads the peer file and the network file it names, and checks that they agree.
-    public static func load(_ file: String) throws(ConfigError) -> PeerConfig {
+    /// Loads the peer file and the network file it names, and checks that they
+    /// agree and that this member's and the CA's certificates are valid at `now`.
+    public static func load(_ file: String, now: Date = Date()) throws(ConfigError) -> PeerConfig {
         let y = try YAMLReader.load(file)
         try y.onlyKeys(["network", "id", "key", "certificate", "listen", "data", "state_dir", "neighbours", "attack", "faults"])
         let networkFile = try y.existingFile("network", example: "network.yaml")
@@ -50,13 +51,17 @@ public struct PeerConfig: Sendable {
         let cert = try y.existingFile("certificate", example: "\(id).pem")
         let listen = try y.string("listen", example: "127.0.0.1:7001")
         let (host, port) = try parseAddress(listen, reader: y, key: "listen")
+        if let own = network.members.first(where: { $0.id == id }), port != own.port, port != 0 {
+            throw y.error("listen", "is '\(listen)', but \(networkFile) gives '\(id)' the address \(own.host):\(own.port), so the others would dial a port nobody listens on",
+                          "listen on port \(own.port) (any host, e.g. '0.0.0.0:\(own.port)', is fine) or change the address in the network file", at: y.child("listen"))
+        }
         guard let data = try y.mapping("data") else {
             throw y.error("data", "is missing", "add 'data:' with 'train: part-1.csv' (the institution's own CSV)")
         }
         try data.onlyKeys(["train", "validation"])
         let train = try data.existingFile("train", example: "part-1.csv")
         let validation = data.child("validation") == nil ? nil : try data.existingFile("validation", example: "validation.csv")
-        let state = y.resolve(try y.string("state_dir", example: "state/\(id)"))
+        let state = try y.folder("state_dir", example: "state/\(id)")
         var dial = network.members.map(\.id).filter { $0 > id }
         var neighbourCount = network.members.count - 1
         if let list = try y.sequence("neighbours") {
@@ -91,7 +96,7 @@ public struct PeerConfig: Sendable {
         let config = PeerConfig(file: file, network: network, id: id, keyFile: key, certificateFile: cert, listenHost: host, listenPort: port,
                                 trainData: train, validationData: validation, stateDirectory: state, dial: dial,
                                 attack: attack, neighbourCount: neighbourCount, faults: faults)
-        _ = try config.tls()
+        try config.checkValidity(of: try config.tls(), at: now)
         return config
     }
 

@@ -8,11 +8,11 @@ extension RoundEngine.Session {
     /// One round's exchange, driven by `RoundStateMachine`: waits for the
     /// members' signed update entries (commitments), calls `reveal` (which
     /// publishes this peer's bytes), collects the updates whose bytes
-    /// arrived and pass `check` (it sees the bytes and the signed
-    /// `update_hash`), and waits for neighbours' echoes of them. Wakes only
+    /// arrived and pass `check` (it sees the bytes, the signed
+    /// `update_hash` and the author), and waits for neighbours' echoes of them. Wakes only
     /// on gossip events and at the machine's deadlines.
     func exchange<T>(round: UInt64, commitFirst: Bool, reveal: () async throws -> Void,
-                     check: ([UInt8], String) -> T?) async throws -> [(RoundEngine.Accepted, T)] {
+                     check: ([UInt8], String, String) -> T?) async throws -> [(RoundEngine.Accepted, T)] {
         let clock = ContinuousClock()
         // Round 0 fixes the standardisation for the whole run: give late starters at least 10 s.
         let wait = round == 0 ? max(plan.roundDeadlineSeconds, 10) : plan.roundDeadlineSeconds
@@ -36,7 +36,7 @@ extension RoundEngine.Session {
             }
             for (author, e) in entries where values[author] == nil && machine.collects(author) && !machine.refused.contains(author) && node.store.has(e.blob) {
                 let bytes = node.store.bytes(e.blob) ?? []
-                guard hex(SHA256.hash(data: bytes)) == hex(e.blob.bytes), let value = check(bytes, e.updateHash) else {
+                guard hex(SHA256.hash(data: bytes)) == hex(e.blob.bytes), let value = check(bytes, e.updateHash, author) else {
                     logger.warning("update refused", metadata: ["author": "\(author)", "round": "\(round)", "reason": "bytes do not match the signed update or the model"])
                     action = machine.checked(author, ok: false, now: clock.now)
                     continue

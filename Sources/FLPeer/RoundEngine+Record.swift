@@ -89,11 +89,13 @@ extension RoundEngine.Session {
         // The model is kept in the ledger file's local state in the same
         // transaction (no file per round); model.safetensors is written at the end.
         let modelBytes = data.learner.encode(s.model, metadata: data.metadata.merging(["round": "\(r)"]) { $1 })
+        var state = ["model": modelBytes]
+        // With the last round's record: what a restart needs to finish without neighbours.
+        if r == plan.rounds { state["standardizer"] = try JSONEncoder().encode(data.scaler).map { $0 } }
         s.pending = ([
             (.aggregate, UInt64(r), { _ in aggregate }),
             (.checkpoint, UInt64(r), { heads in EntryBody.checkpoint(heads: try heads().map { (author: $0.key, seq: $0.value.seq, hash: $0.value.hash) }) }),
-        ], ["model": modelBytes])
-        if r == plan.rounds { try Data(modelBytes).write(to: URL(fileURLWithPath: data.modelPath), options: .atomic) }
+        ], state)
         return .init(trimmed: Dictionary(uniqueKeysWithValues: ordered.enumerated().map { ($1.0.author, stats.trimmed[$0]) }),
                      resultHash: resultHash, scoringSeconds: scoring.seconds)
     }

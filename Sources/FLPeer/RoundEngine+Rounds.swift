@@ -78,39 +78,43 @@ extension RoundEngine.Session {
             logger.notice("resuming", metadata: ["after-round": "\(round)"])
         }
         let firstRound = (resumeAfter?.0 ?? 0) + 1
-        if firstRound > plan.rounds {
-            try Data(data.learner.encode(state.model, metadata: data.metadata)).write(to: URL(fileURLWithPath: data.modelPath), options: .atomic)
-        }
         let cpuAtFirstRound = processCPUSeconds()
         for r in firstRound..<(plan.rounds + 1) {
             try Task.checkCancellation()
             try await round(r, &state, data)
         }
         if let p = state.pending {
+            try await guardOwnChain()
             await node.ledgerChanged(appended: try store.append(author: config.id, key: key, p.entries, state: p.state).map(\.wire))
         }
+        // Written once the last round's record is durable: a failed write is redone offline by a restart.
+        try writeFinalModel()
         let cpuAtLastRound = processCPUSeconds()
         try await linger(round: UInt64(plan.rounds))
         let summary = RunSummary(
             id: config.id, rounds: state.reports, secondsPerRound: state.reports.map(\.seconds).reduce(0, +) / Double(max(1, state.reports.count)),
             bytesIn: node.traffic.bytesIn, bytesOut: node.traffic.bytesOut, modelFile: data.modelPath, ledgerFile: store.path,
             model: data.spec, classes: classes, standardizer: data.scaler, cpuSeconds: processCPUSeconds(), roundCPUSeconds: cpuAtLastRound - cpuAtFirstRound)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(summary).write(to: URL(fileURLWithPath: "\(config.stateDirectory)/summary.json"), options: .atomic)
+        try writeSummary(summary)
         return summary
     }
 
     /// Round 0: pooled feature statistics, so every member standardises alike.
     func agreeOnStandardisation(train: Dataset, validation: Dataset, classes: [String]) async throws -> RunData {
-        await awaitNeighbours(limit: .seconds(min(plan.roundDeadlineSeconds, 10)))
         let statsBytes = EntryBody.statistics(FeatureStatistics(of: train))
         let statsHash = hex(SHA256.hash(data: statsBytes))
         try await publish(round: 0, bytes: statsBytes, updateHash: statsHash, baseHash: "", samples: train.rows, codec: RoundEngine.statsCodec, metrics: [:])
-        let statsIn: [(RoundEngine.Accepted, FeatureStatistics)] = try await exchange(round: 0, commitFirst: false, reveal: {}) { bytes, hash in
-            guard hex(SHA256.hash(data: bytes)) == hash, let s = EntryBody.statistics(from: bytes), s.sums.count == train.featureCount else { return nil }
+        var otherCounts: [Int: [String]] = [:]  // feature count -> members whose statistics have it
+        let statsIn: [(RoundEngine.Accepted, FeatureStatistics)] = try await exchange(round: 0, commitFirst: false, reveal: {}) { bytes, hash, author in
+            guard hex(SHA256.hash(data: bytes)) == hash, let s = EntryBody.statistics(from: bytes) else { return nil }
+            guard s.sums.count == train.featureCount else {
+                otherCounts[s.sums.count, default: []].append(author)
+                engine.progress(Self.featureMismatch(author, has: s.sums.count, own: train.featureCount, file: config.trainData))
+                return nil
+            }
             return s
         }
+        try refuseOwnFeatureCount(train.featureCount, matching: statsIn.count, others: otherCounts)
         guard let scaler = FeatureStatistics.pooled(statsIn.map(\.1)) else { throw RoundError("the members' feature statistics do not combine (different feature counts?)") }
         logger.info("standardisation agreed", metadata: ["members": "\(statsIn.map(\.0.author).joined(separator: ","))", "unix-ms": "\(Self.unixMillis())"])
         var trainStd = scaler.transform(train)
@@ -131,24 +135,43 @@ extension RoundEngine.Session {
                        metadata: ["model": spec.kind.rawValue, "hidden": spec.hidden.map(String.init).joined(separator: ","), "classes": classes.joined(separator: ",")])
     }
 
+    /// One sentence naming a member whose data has a different feature count.
+    static func featureMismatch(_ member: String, has count: Int, own: Int, file: String) -> String {
+        "member '\(member)' has \(count) feature column(s) and this peer's \((file as NSString).lastPathComponent) has \(own); every member's CSV needs the same feature columns, so its update is refused"
+    }
+
+    /// Stops this peer when more members agree on another feature count than on its own.
+    func refuseOwnFeatureCount(_ own: Int, matching: Int, others: [Int: [String]]) throws {
+        guard let (count, members) = others.max(by: { $0.value.count < $1.value.count }), members.count >= matching else { return }
+        let name = (config.trainData as NSString).lastPathComponent
+        throw RoundError("this member's \(name) has \(own) feature column(s) but \(members.sorted().joined(separator: ", ")) \(members.count == 1 ? "has" : "have") \(count); give this peer a CSV with the same feature columns as the others ('data.train' in \(config.file))")
+    }
+
     /// Waits, at most `limit`, until this peer is connected to all its
     /// neighbours, so that the members start round 0 together: a member
     /// still being dialled gets the others' statistics over links that come
     /// up one by one, and closes round 0 tens of milliseconds after the
     /// first, which then waits that long in round 1.
     func awaitNeighbours(limit: Duration) async {
-        let clock = ContinuousClock()
-        let deadline = clock.now + limit
-        defer { changes.cancelAlarm() }
-        while clock.now < deadline && !Task.isCancelled {
-            let seen = changes.count
-            if await node.connectedPeers().count >= config.neighbourCount { return }
-            changes.alarm(at: deadline)
-            await changes.wait(after: seen)
-        }
+        guard await !awaitConnected(config.neighbourCount, limit: limit) else { return }
         let connected = await node.connectedPeers()
         logger.notice("starting round 0 before every neighbour is connected", metadata: [
             "connected": "\(connected.joined(separator: ","))", "neighbours": "\(config.neighbourCount)"])
+    }
+
+    /// Waits, at most `limit`, until `count` neighbours are connected; whether they are.
+    func awaitConnected(_ count: Int, limit: Duration) async -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now + limit
+        defer { changes.cancelAlarm() }
+        while !Task.isCancelled {
+            let seen = changes.count
+            if await node.connectedPeers().count >= count { return true }
+            guard clock.now < deadline else { return false }
+            changes.alarm(at: deadline)
+            await changes.wait(after: seen)
+        }
+        return false
     }
 
     /// One round: local step, commit and exchange, screen, aggregate, score, record.
@@ -173,7 +196,7 @@ extension RoundEngine.Session {
         let updates: [(RoundEngine.Accepted, [Float])] = try await exchange(round: UInt64(r), commitFirst: true, reveal: { [node] in
             try await node.publish(step.bytes, round: UInt64(r), kind: .update)
             published = clock.now
-        }) { [learner = data.learner] bytes, hash in
+        }) { [learner = data.learner] bytes, hash, _ in
             guard let parameters = learner.decode(bytes), learner.hash(parameters) == hash else { return nil }
             return parameters
         }

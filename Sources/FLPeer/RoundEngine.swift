@@ -120,18 +120,23 @@ public struct RoundEngine: Sendable {
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
         let ledgerPath = "\(state)/ledger.sqlite"
         let store = try LedgerStore(path: ledgerPath, consortium: config.network.consortium)
-        if try store.heads()[config.id] == nil {
-            try store.append(author: config.id, kind: .genesis, round: 0, body: EntryBody.genesis(certificatePEM: certificatePEM), key: key)
-        }
+        // Nothing is signed before the own chain was compared with the replicas (`secureOwnChain`).
+        store.refuseAppends(by: config.id, through: .max)
 
         var gossip = try config.gossipConfig()
+        let spec = ModelSpec(kind: plan.model, inputs: train.featureCount, classes: classes.count, hidden: plan.model == .mlp ? plan.hidden : [])
+        gossip.blobLimits = .forModel(parameterCount: spec.parameterCount, features: train.featureCount, members: config.network.members.count)
+        // A restarted peer's blob window starts where recording its last round left it
+        // (announcements more than 16 rounds beyond the window's start are refused).
+        if let last = try store.entries(author: config.id).last(where: { $0.header.kind == .aggregate }), last.header.round > 5 {
+            gossip.minimumRound = last.header.round - 5
+        }
         gossip.ledger = LedgerSync(store: store, caCertificate: trust.caCertificate, identity: (config.id, key))
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         // The gossip layer's ledger and file work gets a thread of its own:
         // merges must not queue behind training and scoring.
         let gossipPool = NIOThreadPool(numberOfThreads: 1)
         gossipPool.start()
-        defer { Task { try? await gossipPool.shutdownGracefully() } }
         gossip.threadPool = gossipPool
         let node = try GossipNode(config: gossip, group: group, logger: logger)
         _ = try await node.start()
@@ -150,18 +155,24 @@ public struct RoundEngine: Sendable {
         }
         defer { eventTask.cancel() }
         var session = Session(engine: self, store: store, node: node, key: key, ca: trust.caCertificate, changes: changes)
+        let outcome: Result<RunSummary, any Error>
         do {
-            let summary = try await session.train(train: train, validation: validation, classes: classes)
-            nodeTask.cancel()
-            _ = await nodeTask.result
-            try await group.shutdownGracefully()
-            return summary
+            if let finished = try session.finishOffline(featureCount: train.featureCount, classes: classes) {
+                outcome = .success(finished)
+            } else {
+                try await session.secureOwnChain(certificatePEM: certificatePEM)
+                outcome = .success(try await session.train(train: train, validation: validation, classes: classes))
+            }
         } catch {
-            nodeTask.cancel()
-            _ = await nodeTask.result
-            try? await group.shutdownGracefully()
-            throw error
+            outcome = .failure(error)
         }
+        nodeTask.cancel()
+        _ = await nodeTask.result
+        try? await group.shutdownGracefully()
+        try? await gossipPool.shutdownGracefully()
+        // After the gossip layer's last merge: the file alone then holds every entry.
+        try store.close()
+        return try outcome.get()
     }
 
     /// This peer's training rows and validation split (its own file, or 10 % of the training rows, stratified).
@@ -172,8 +183,17 @@ public struct RoundEngine: Sendable {
             return (all, try CSVLoader.load(path: v, labelColumn: plan.label, classNames: classes))
         }
         let (t, v) = Splitting.stratified(all, fraction: 0.1, seed: UInt64(plan.seed))
+        guard !v.isEmpty else {
+            let name = (config.trainData as NSString).lastPathComponent
+            throw ConfigError(file: config.file, key: "data.train",
+                              problem: "names \(name), whose \(all.rows) row(s) leave no validation rows (10 % of each class is set aside, so some class needs at least \(Self.minimumRowsForValidation) rows)",
+                              fix: "add rows to \(name) or name a separate validation CSV as 'data.validation'")
+        }
         return (all.subset(t), all.subset(v))
     }
+
+    /// The fewest rows of one class whose 10 % rounds to a validation row.
+    static let minimumRowsForValidation = 5
 
     /// The state of one run.
     struct Session {
@@ -197,8 +217,8 @@ public struct RoundEngine: Sendable {
         /// the model saved with it, if the state directory holds one.
         func resumePoint(_ learner: any LocalLearner) throws -> (Int, [Float])? {
             guard let last = try store.entries(author: config.id).last(where: { $0.header.kind == .aggregate }),
-                  let resultHash = EntryBody.decode(EntryBody.Aggregate.self, from: last.body)?.resultHash,
-                  let bytes = try store.localState("model") else { return nil }
+                  let resultHash = EntryBody.decode(EntryBody.Aggregate.self, from: last.body)?.resultHash else { return nil }
+            guard let bytes = try store.localState("model") else { throw lostModel(round: last.header.round) }
             guard let net = learner.decode(bytes), learner.hash(net) == resultHash else {
                 throw RoundError("\(store.path) records round \(last.header.round) but the saved model does not match its aggregate; start from an empty state directory")
             }
@@ -221,6 +241,7 @@ public struct RoundEngine: Sendable {
                      reveal: Bool = true, after earlier: PendingRecord? = nil) async throws {
             let blob = hex(SHA256.hash(data: bytes))
             var appended: [LedgerEntry] = []
+            try await guardOwnChain()
             if let existing = try store.entries(kind: .update, round: round).first(where: { $0.header.author == config.id }) {
                 guard EntryBody.decode(EntryBody.Update.self, from: existing.body)?.updateHash == updateHash else {
                     throw RoundError("this peer already signed a different update for round \(round) in \(store.path); start from an empty state directory")

@@ -119,8 +119,23 @@ struct YAMLReader {
     func existingFile(_ key: String, example: String) throws(ConfigError) -> String {
         let value = try string(key, example: example)
         let resolved = resolve(value)
-        guard FileManager.default.fileExists(atPath: resolved) else {
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: resolved, isDirectory: &isFolder) else {
             throw error(keyPath(key), "names '\(value)', which does not exist (looked for \(resolved))", "fix the path (relative paths start at this file's folder) or create the file", at: child(key))
+        }
+        guard !isFolder.boolValue else {
+            throw error(keyPath(key), "names '\(value)', which is a folder, not a file", "name the file inside it, e.g. '\(key): \(example)'", at: child(key))
+        }
+        return resolved
+    }
+
+    /// A folder path (resolved) that is absent, to be created, or an existing folder, never a file.
+    func folder(_ key: String, example: String) throws(ConfigError) -> String {
+        let value = try string(key, example: example)
+        let resolved = resolve(value)
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: resolved, isDirectory: &isFolder), !isFolder.boolValue {
+            throw error(keyPath(key), "names '\(value)', which is a file, not a folder", "name a folder (it is created if absent), e.g. '\(key): \(example)'", at: child(key))
         }
         return resolved
     }

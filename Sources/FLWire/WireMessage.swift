@@ -193,3 +193,29 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
         }
     }
 }
+
+extension WireMessage {
+    /// `entries`, in order, as `ledgerEntries` messages that each fit one
+    /// frame (`WireProtocol.maximumFrameSize`, with 4 KiB to spare) and
+    /// `WireProtocol.maximumEntriesPerMessage`. A batch of many chains'
+    /// entries (64 members' aggregates and checkpoints) exceeds a frame, and
+    /// the receiver closes the connection on an oversized frame.
+    public static func ledgerEntryMessages(_ entries: [WireEntry]) -> [WireMessage] {
+        let budget = WireProtocol.maximumFrameSize - 4096
+        var messages: [WireMessage] = []
+        var batch: [WireEntry] = []
+        var bytes = 0
+        for e in entries {
+            let size = e.header.count + e.body.count + e.hash.count + e.signature.count + 8
+            if !batch.isEmpty && (bytes + size > budget || batch.count == WireProtocol.maximumEntriesPerMessage) {
+                messages.append(.ledgerEntries(batch))
+                batch = []
+                bytes = 0
+            }
+            batch.append(e)
+            bytes += size
+        }
+        if !batch.isEmpty { messages.append(.ledgerEntries(batch)) }
+        return messages
+    }
+}

@@ -29,7 +29,9 @@ struct CAInitCommand: AsyncParsableCommand {
 
     func validate() throws {
         do { try MemberName.validate(consortium, what: "--consortium") } catch { throw ValidationError("\(error).") }
-        if years < 1 { throw ValidationError("--years must be at least 1, got \(years).") }
+        if !(1...ConsortiumCA.maximumYears).contains(years) {
+            throw ValidationError("--years must be from 1 to \(ConsortiumCA.maximumYears), got \(years).")
+        }
     }
 
     func run() async throws {
@@ -91,7 +93,9 @@ struct CASignCommand: AsyncParsableCommand {
     var out: String
 
     func validate() throws {
-        if days < 1 { throw ValidationError("--days must be at least 1, got \(days).") }
+        if !(1...ConsortiumCA.maximumDays).contains(days) {
+            throw ValidationError("--days must be from 1 to \(ConsortiumCA.maximumDays) (100 years), got \(days); ask for a shorter validity and renew the certificate before it ends.")
+        }
     }
 
     func run() async throws {

@@ -56,8 +56,11 @@ struct JoinCommand: AsyncParsableCommand {
             throw CLIError("\(peer.id): \(error)")
         }
         guard let summary = service.summary else { throw CLIError("\(peer.id): the peer stopped without a summary") }
-        let final = summary.rounds.last
+        guard let final = summary.rounds.last else {
+            print("\(peer.id): done: model \(summary.modelFile), ledger \(summary.ledgerFile)")
+            return
+        }
         print(String(format: "%@: done: %d rounds, %.3f s per round, final validation accuracy %.4f; model %@, ledger %@",
-                     peer.id, summary.rounds.count, summary.secondsPerRound, final?.validationAccuracy ?? 0, summary.modelFile, summary.ledgerFile))
+                     peer.id, summary.rounds.count, summary.secondsPerRound, final.validationAccuracy, summary.modelFile, summary.ledgerFile))
     }
 }

@@ -39,6 +39,7 @@ struct VerifyCommand: ParsableCommand {
         let caCert: Certificate
         do {
             caCert = try PEMFiles.certificate(at: ca)
+            if let problem = LedgerVerifier.notACertificateAuthority(caCert, file: ca) { throw problem }
         } catch {
             try? FileHandle.standardError.write(contentsOf: Data("ledger-tool: \(error)\n".utf8))
             throw ExitCode(2)
@@ -50,6 +51,7 @@ struct VerifyCommand: ParsableCommand {
             try? FileHandle.standardError.write(contentsOf: Data("ledger-tool: \(error)\n".utf8))
             throw ExitCode(2)
         }
+        for note in report.notes { try? FileHandle.standardError.write(contentsOf: Data("ledger-tool: note: \(note)\n".utf8)) }
         if json {
             print(try jsonText(Summary(ledger: ledger, intact: report.intact, chains: report.chains, entries: report.entries, rounds: report.rounds,
                                        findings: report.findings)))

@@ -305,6 +305,18 @@ struct DemoTests {
         #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
     }
 
+    /// 64 members of digits.csv (1,797 rows) get about 20 rows each: some member
+    /// has no class of 5 rows to set a validation row aside from. The demo says
+    /// so before starting anyone (it used to start 64 members and report one's failure).
+    @Test func aSplitTooSmallForValidationIsNamedBeforeAnyMemberStarts() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try await runProduct("flpeer", ["demo", "--peers", "64", "--alpha", "100", "--rounds", "1", "--dir", dir.appendingPathComponent("d").path])
+        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("-way split of") && r.stderr.contains("with no class of 5 rows to set a validation row aside from; use fewer --peers"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("d/logs").path), "no member was started")
+    }
+
     @Test func badDemoOptionsAreUsageErrors() async throws {
         for (args, phrase) in [(["--peers", "1"], "--peers must be from 2"), (["--byzantine", "1", "--attack", "bribery"], "is not one of"),
                                (["--byzantine", "1", "--attack", ","], "must name at least one"), (["--byzantine", "5"], "--byzantine must be from 0 to 4"),

@@ -3,6 +3,18 @@ import Testing
 
 @Suite("contribution scoring")
 struct ContributionScorerTests {
+    /// A consortium of 64 or 128 members (the demo allows 64): players beyond
+    /// a 64-bit coalition mask. A peer scoring 63 members or more crashed on a precondition.
+    @Test(arguments: [64, 128]) func sampledValuesOfAManyMemberAdditiveGame(_ n: Int) {
+        let worth = (0..<n).map { Double($0 % 7 + 1) }
+        let v = ContributionScorer.shapley(players: n, seed: 3) { s in s.map { worth[$0] }.reduce(0, +) }
+        #expect(!v.exact && v.values.count == n)
+        let total = worth.reduce(0, +)
+        // Truncation stops a permutation within 1 % of the grand coalition: the values sum to it within that.
+        #expect(abs(v.values.reduce(0, +) - total) <= 0.011 * total, "\(v.values.reduce(0, +)) vs \(total)")
+        #expect(v.values[6] > v.values[0], "a player worth 7 scores above one worth 1: \(v.values[6]) vs \(v.values[0])")
+    }
+
     /// In an additive game each player's Shapley value is its own worth.
     @Test func anAdditiveGameGivesEachPlayerItsWorth() {
         let worth = [3.0, -1.0, 0.5, 2.0, 0.0]

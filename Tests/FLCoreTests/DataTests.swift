@@ -29,6 +29,8 @@ struct DataTests {
         #expect(error("a,label\n1,0\n2,0\n")?.reason.contains("only one class") == true)
         #expect(error("")?.line == nil)
         #expect(throws: DataError.self) { try CSVLoader.load(path: "/nonexistent/file.csv") }
+        let folder = FileManager.default.temporaryDirectory.path
+        #expect { try CSVLoader.load(path: folder) } throws: { "\($0)".contains("is a folder, not a CSV file; name the CSV file inside it") }
     }
 
     @Test func labelsMayBeTextOrNumbersAndAnyColumn() throws {

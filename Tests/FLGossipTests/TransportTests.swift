@@ -40,7 +40,7 @@ struct TransportTests {
 
     /// Each hostile client is refused by bob, who logs and reports a specific reason.
     @Test("rejections carry specific reasons", arguments: [
-        "another-ca", "expired", "revoked", "not-member", "claims-other-id", "tls12", "plaintext",
+        "another-ca", "expired", "revoked", "not-member", "claims-other-id", "tls12", "plaintext", "no-certificate",
     ])
     func rejection(kind: String) async throws {
         var consortium = try TestConsortium(members: ["alice", "bob", "mallory"])
@@ -75,6 +75,9 @@ struct TransportTests {
         case "tls12":
             try await tls12Client(consortium: consortium, port: port)
             expected = "tls-version"
+        case "no-certificate":
+            try await tls12Client(consortium: consortium, port: port, certificate: false)
+            expected = "no-client-certificate"
         default:
             try plaintextClient(port: port)
             expected = "not-tls"
@@ -82,16 +85,48 @@ struct TransportTests {
         defer { clientTask?.cancel() }
         let event = await waitFor(bob, timeout: .seconds(60)) { if case .rejected(_, let code, _) = $0 { code == expected } else { false } }
         #expect(event != nil, "bob never rejected with \(expected); logs: \(logs.all.map { "\($0.message) \($0.metadata)" })")
+        if kind == "no-certificate", case .rejected(_, _, let reason) = event {
+            // Issue 14 item 9: it was logged as "the peer refused the TLS handshake", the wrong direction.
+            #expect(reason.hasPrefix("the remote sent no certificate; a member must present its consortium certificate"), "\(reason)")
+        }
         #expect(logs.all.contains { $0.message == "connection rejected" && $0.metadata["reason"] == expected && $0.metadata["peer"] == "bob" })
         #expect(await bob.connectedPeers().isEmpty)
     }
 
-    /// A client that offers only TLS 1.2 with a valid member certificate.
-    func tls12Client(consortium: TestConsortium, port: Int) async throws {
+    /// Issue 14 item 5: a connection outlived its member's certificate. Now it
+    /// closes at the certificate's notAfter, with a logged reason, and the
+    /// redial is refused as expired.
+    @Test func aConnectionClosesWhenTheMembersCertificateExpires() async throws {
+        let consortium = try TestConsortium(members: ["alice", "bob"])
+        defer { try? FileManager.default.removeItem(atPath: consortium.root) }
+        let logs = LogRecorder()
+        let (bob, port, bobTask) = try await start(consortium.config(try consortium.tls("bob")), logs)
+        defer { bobTask.cancel() }
+        // Valid for about 4 more seconds.
+        let alice = try consortium.tls("alice", days: 1, issuedAt: Date().addingTimeInterval(-86_400 + 4))
+        let (_, _, aliceTask) = try await start(consortium.config(alice, dial: [PeerAddress(institution: "bob", host: "127.0.0.1", port: port)]), logs)
+        defer { aliceTask.cancel() }
+        #expect(await waitFor(bob, timeout: .seconds(10)) { $0 == .connected(institution: "alice", inbound: true) } != nil)
+        #expect(await waitFor(bob, timeout: .seconds(15)) { $0 == .disconnected(institution: "alice") } != nil)
+        #expect(logs.all.contains {
+            $0.message == "closing a connection at certificate expiry" && $0.metadata["peer"] == "bob"
+                && $0.metadata["reason"]?.hasPrefix("alice's certificate expired at") == true
+        }, "\(logs.all.map { "\($0.message) \($0.metadata)" })")
+        #expect(await waitFor(bob, timeout: .seconds(10)) { if case .rejected(_, "expired", _) = $0 { true } else { false } } != nil)
+    }
+
+    /// A client that offers only TLS 1.2 with a valid member certificate, or
+    /// (`certificate: false`) TLS 1.3 without any certificate.
+    func tls12Client(consortium: TestConsortium, port: Int, certificate: Bool = true) async throws {
         let tls = try consortium.tls("alice")
         var config = try tls.configuration(server: false)
-        config.minimumTLSVersion = .tlsv12
-        config.maximumTLSVersion = .tlsv12
+        if certificate {
+            config.minimumTLSVersion = .tlsv12
+            config.maximumTLSVersion = .tlsv12
+        } else {
+            config.certificateChain = []
+            config.privateKey = nil
+        }
         config.certificateVerification = .none
         let context = try NIOSSLContext(configuration: config)
         let channel = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port) { channel in

@@ -91,6 +91,8 @@ struct ConfigTests {
         ("network.yaml", "rule: median", "rule: median\n  model: cnn", "network.yaml", "plan.model", "use one of: logreg, mlp"),
         ("network.yaml", "ca: ca/ca.pem", "ca: nowhere.pem", "network.yaml", "ca", "does not exist"),
         ("network.yaml", "  - id: bob", "  - id: alice", "network.yaml", "members[1].id", "different id"),
+        ("network.yaml", "  - id: bob", (1...127).map { "  - id: m\($0)\n    address: 127.0.0.1:\(8000 + $0)\n" }.joined() + "  - id: bob",
+         "network.yaml", "members", "lists 129 members, more than the 128 flpeer supports (its contribution scores play one game over all members); split the consortium into groups of at most 128 members"),
         ("network.yaml", "consortium: demo", "consortium: Demo Group", "network.yaml", "consortium", "lowercase"),
         ("network.yaml", "plan:", "plans:", "network.yaml", "plans", "not a known setting"),
         ("alice.yaml", "id: alice", "id: carol", "alice.yaml", "id", "not a member"),
@@ -98,6 +100,13 @@ struct ConfigTests {
         ("alice.yaml", "listen: 127.0.0.1:7001", "listen: seven", "alice.yaml", "listen", "HOST:PORT"),
         ("alice.yaml", "  train: train.csv", "  train: missing.csv", "alice.yaml", "data.train", "does not exist"),
         ("alice.yaml", "state_dir: state/alice", "state_dir: [1, 2]", "alice.yaml", "state_dir", "non-empty text"),
+        ("network.yaml", "address: 127.0.0.1:7002", "address: tls://127.0.0.1:7002", "network.yaml", "members[1].address", "is 'tls://127.0.0.1:7002', a URL, not HOST:PORT (peers always speak mutual TLS); drop the scheme"),
+        ("network.yaml", "address: 127.0.0.1:7002", "address: '127.0.0.1 :7002'", "network.yaml", "members[1].address", "is '127.0.0.1 :7002', which contains a space; write HOST:PORT without spaces"),
+        ("network.yaml", "address: 127.0.0.1:7002", "address: 127.0.0.1:7001", "network.yaml", "members[1].address", "is '127.0.0.1:7001', which member 'alice' already uses; give every member its own HOST:PORT"),
+        ("alice.yaml", "listen: 127.0.0.1:7001", "listen: tls://0.0.0.0:7001", "alice.yaml", "listen", "a URL, not HOST:PORT"),
+        ("alice.yaml", "listen: 127.0.0.1:7001", "listen: 127.0.0.1:7005", "alice.yaml", "listen", "gives 'alice' the address 127.0.0.1:7001, so the others would dial a port nobody listens on; listen on port 7001"),
+        ("alice.yaml", "state_dir: state/alice", "state_dir: train.csv", "alice.yaml", "state_dir", "names 'train.csv', which is a file, not a folder; name a folder (it is created if absent)"),
+        ("alice.yaml", "  train: train.csv", "  train: ca", "alice.yaml", "data.train", "names 'ca', which is a folder, not a file; name the file inside it"),
         ("alice.yaml", "network: network.yaml", "network: {", "alice.yaml", "", "not valid YAML"),
         ("network.yaml", "rule: median", "rule: median\n  max_byzantine: 1", "network.yaml", "plan.max_byzantine", "needs a majority of honest inputs"),
         ("network.yaml", "rule: median", "rule: trimmed-mean\n  max_byzantine: 1", "network.yaml", "plan.max_byzantine", "raise plan.beta"),
@@ -115,6 +124,13 @@ struct ConfigTests {
         #expect(sentence.contains(phrase), "\(sentence)")
         #expect(sentence.hasSuffix(".") && !sentence.dropLast().contains("\n"))
         if !key.isEmpty { #expect(sentence.contains("key '\(key)'")) }
+    }
+
+    @Test func aListenHostOtherThanTheMembersAddressWithItsPortIsFine() throws {
+        let f = try ConfigFixture()
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        try f.write("alice.yaml", ConfigFixture.peer.replacingOccurrences(of: "listen: 127.0.0.1:7001", with: "listen: 0.0.0.0:7001"))
+        #expect(try PeerConfig.load("\(f.dir)/alice.yaml").listenHost == "0.0.0.0")
     }
 
     @Test func theScreenIsReadOnce() throws {
@@ -143,5 +159,33 @@ struct ConfigTests {
         try PEMFiles.write(Ed25519Keys.pem(key), to: "\(f.dir)/alice.key.pem", secret: true)
         try PEMFiles.write(try PEMFiles.pem(try other.sign(csr, days: 30)), to: "\(f.dir)/alice.pem")
         #expect { try PeerConfig.load("\(f.dir)/alice.yaml") } throws: { ($0 as? ConfigError)?.key == "certificate" }
+    }
+}
+
+@Suite("certificate validity at load")
+struct CertificateValidityTests {
+    @Test func anExpiredOrNotYetValidCertificateIsNamedWithItsDate() throws {
+        let f = try ConfigFixture()
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        let later = Date().addingTimeInterval(31 * 86_400)
+        do {
+            _ = try PeerConfig.load("\(f.dir)/alice.yaml", now: later)
+            Issue.record("a certificate that expired yesterday loaded")
+        } catch {
+            #expect(error.key == "certificate")
+            #expect(error.description.contains("names alice.pem, which expired on 20"), "\(error)")
+        }
+        let ca = try ConsortiumCA.load(directory: "\(f.dir)/ca")
+        let (key, csr) = try InstitutionKey.generate(institution: "alice")
+        try PEMFiles.write(Ed25519Keys.pem(key), to: "\(f.dir)/alice.key.pem", secret: true)
+        let start = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 86_400).rounded(.down))
+        try PEMFiles.write(try PEMFiles.pem(try ca.sign(csr, days: 30, now: start)), to: "\(f.dir)/alice.pem")
+        do {
+            _ = try PeerConfig.load("\(f.dir)/alice.yaml")
+            Issue.record("a certificate valid only from tomorrow loaded")
+        } catch {
+            #expect(error.description.contains("names alice.pem, which is not valid until \(PeerConfig.utc(start.addingTimeInterval(-300)))"), "\(error)")
+        }
+        _ = try PeerConfig.load("\(f.dir)/alice.yaml", now: start)
     }
 }

@@ -215,6 +215,7 @@ final class SimulatedPeer {
                 }
             case .event(let event):
                 if case .blobReceived = event { wake() }
+            case .refused, .close: break  // honest simulated peers stay within the limits
             }
         }
     }

@@ -144,3 +144,29 @@ struct WireCodecTests {
 }
 
 import Foundation
+
+@Suite("ledger entries split into frames")
+struct LedgerEntryFrameTests {
+    /// 64 members' pushed aggregates and checkpoints (16 KiB bodies, 8 per
+    /// chain) once went out as one 8 MB frame, which every receiver closed
+    /// the connection on; split, each frame decodes within the limit and the
+    /// entries arrive whole and in order.
+    @Test func manyChainsEntriesGoOutAsFramesWithinTheLimit() throws {
+        var fuzz = Fuzz(state: 64)
+        let entries = (0..<512).map { i in
+            WireEntry(header: fuzz.bytes(90), body: fuzz.bytes(i % 8 == 0 ? 16_384 : 6_500), hash: fuzz.bytes(32), signature: fuzz.bytes(64))
+        }
+        let messages = WireMessage.ledgerEntryMessages(entries)
+        #expect(messages.count > 1)
+        var received: [WireEntry] = []
+        for m in messages {
+            var frame = ByteBuffer()
+            WireCodec.encodeFrame(m, into: &frame)
+            #expect(frame.readableBytes - 4 <= WireProtocol.maximumFrameSize)
+            guard case .ledgerEntries(let batch) = try WireFrameDecoder.decodeFrame(&frame) else { Issue.record("not a ledger-entries frame"); continue }
+            received += batch
+        }
+        #expect(received == entries)
+        #expect(WireMessage.ledgerEntryMessages([]).isEmpty)
+    }
+}

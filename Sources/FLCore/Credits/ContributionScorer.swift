@@ -133,13 +133,13 @@ public enum ContributionScorer {
     /// components.
     public static func shapley(players n: Int, dimensions d: Int, seed: UInt64, exactUpTo: Int = 10, tolerance: Double = 0.01,
                                utility: ([Int]) -> [Double]) -> VectorValues {
-        precondition(n <= 62, "at most 62 players")
+        precondition(n <= 128, "at most 128 players (NetworkConfig refuses more members)")
         guard n > 0 else { return VectorValues(values: [], evaluations: 0, permutations: 0, exact: true) }
         let zero = [Double](repeating: 0, count: d)
-        var cache: [UInt64: [Double]] = [0: zero]
-        func u(_ mask: UInt64) -> [Double] {
+        var cache: [UInt128: [Double]] = [0: zero]
+        func u(_ mask: UInt128) -> [Double] {
             if let v = cache[mask] { return v }
-            let members = (0..<n).filter { mask & (1 << UInt64($0)) != 0 }
+            let members = (0..<n).filter { mask & (1 << UInt128($0)) != 0 }
             let v = utility(members)
             precondition(v.count == d, "utility returned \(v.count) components, expected \(d)")
             cache[mask] = v
@@ -178,7 +178,7 @@ public enum ContributionScorer {
         // over the components, so that gains in one class and losses in
         // another do not cancel.
         var rng = SeededGenerator(seed: seed, stream: "gtg-shapley")
-        let full = (UInt64(1) << UInt64(n)) - 1
+        let full: UInt128 = n == 128 ? .max : (1 << UInt128(n)) - 1
         let grand = u(full)
         let grandSize = grand.map(abs).reduce(0, +)
         func l1(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).map { abs($0 - $1) }.reduce(0, +) }
@@ -189,11 +189,11 @@ public enum ContributionScorer {
             k += 1
             var order = Array(0..<n)
             rng.shuffle(&order)
-            var mask: UInt64 = 0
+            var mask: UInt128 = 0
             var previous = zero
             for i in order {
                 if l1(grand, previous) < tolerance * grandSize { break }
-                mask |= 1 << UInt64(i)
+                mask |= 1 << UInt128(i)
                 let v = u(mask)
                 for c in 0..<d { phi[i][c] += v[c] - previous[c] }
                 previous = v

@@ -32,6 +32,10 @@ public enum CSVLoader {
     /// institution agrees, even one whose file lacks some classes) and any
     /// other label is an error.
     public static func load(path: String, labelColumn: String = "label", classNames: [String]? = nil) throws(DataError) -> Dataset {
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
+            throw DataError(file: path, line: nil, column: nil, reason: "is a folder, not a CSV file; name the CSV file inside it")
+        }
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
