@@ -101,6 +101,21 @@ enum LedgerSchema {
         Int64(certificate.notValidBefore.timeIntervalSince1970.rounded()) * 1000...Int64(certificate.notValidAfter.timeIntervalSince1970.rounded()) * 1000
     }
 
+    /// A stored genesis's key and the unix-ms times its certificate is valid for.
+    static func storedSigner(_ db: Database, author: String, consortium: String, ca: Certificate) throws -> Signer? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT header, body, hash, signature FROM entries WHERE author = ? AND seq = 0", arguments: [author]),
+              let entry = try? LedgerEntry(headerBytes: [UInt8](row["header"] as Data), body: [UInt8](row["body"] as Data),
+                                           hash: [UInt8](row["hash"] as Data), signature: [UInt8](row["signature"] as Data))
+        else { return nil }
+        return signer(entry, author: author, consortium: consortium, ca: ca)
+    }
+
+    /// The key a genesis from the consortium CA carries, and its certificate's validity.
+    static func signer(_ entry: LedgerEntry, author: String, consortium: String, ca: Certificate) -> Signer? {
+        guard let member = genesisMember(entry, author: author, consortium: consortium, ca: ca), let key = member.ed25519PublicKey else { return nil }
+        return Signer(key: key, validity: validMillis(member.certificate))
+    }
+
     static func storedKey(_ db: Database, author: String, consortium: String, ca: Certificate) throws -> Curve25519.Signing.PublicKey? {
         guard let row = try Row.fetchOne(db, sql: "SELECT header, body, hash, signature FROM entries WHERE author = ? AND seq = 0", arguments: [author]),
               let entry = try? LedgerEntry(headerBytes: [UInt8](row["header"] as Data), body: [UInt8](row["body"] as Data),
@@ -108,4 +123,10 @@ enum LedgerSchema {
         else { return nil }
         return genesisKey(entry, author: author, consortium: consortium, ca: ca)
     }
+}
+
+/// An author's key and the unix-millisecond times its certificate is valid for.
+struct Signer: Sendable {
+    let key: Curve25519.Signing.PublicKey
+    let validity: ClosedRange<Int64>
 }

@@ -60,7 +60,7 @@ struct Merger {
     let consortium: String
     let ca: Certificate
     /// Genesis keys checked against the CA so far, by author.
-    var keys: [String: Curve25519.Signing.PublicKey]
+    var keys: [String: Signer]
     var report = LedgerStore.MergeReport()
     var inserted: [LedgerEntry] = []
 
@@ -81,8 +81,13 @@ struct Merger {
             report.duplicates += 1
             return
         }
-        guard let key = try key(for: entry, db) else { return }
-        guard entry.isSigned(by: key) else { report.refused.append("\(at): signature is not by '\(h.author)'"); return }
+        guard let signer = try signer(for: entry, db) else { return }
+        guard entry.isSigned(by: signer.key) else { report.refused.append("\(at): signature is not by '\(h.author)'"); return }
+        // docs/ledger-spec.md, "Time": an entry's time lies within its author's certificate validity.
+        guard signer.validity.contains(h.timeMillis) else {
+            report.refused.append("\(at): its time \(h.timeMillis) (unix ms) lies outside '\(h.author)''s certificate validity \(signer.validity.lowerBound)...\(signer.validity.upperBound)")
+            return
+        }
         if storedHash != nil, let existing = try LedgerSchema.entries(db, sql: "SELECT header, body, hash, signature FROM entries WHERE author = ? AND seq = ?",
                                                                       arguments: [h.author, Int64(h.seq)]).first {
             try fork(existing, entry, db)
@@ -101,16 +106,16 @@ struct Merger {
 
     /// The key `entry` must be signed with: a genesis carries its own; nil
     /// (and the entry refused) when there is none from the consortium CA.
-    mutating func key(for entry: LedgerEntry, _ db: Database) throws -> Curve25519.Signing.PublicKey? {
+    mutating func signer(for entry: LedgerEntry, _ db: Database) throws -> Signer? {
         let h = entry.header
         if h.kind == .genesis {
-            guard h.seq == 0, let k = LedgerSchema.genesisKey(entry, author: h.author, consortium: consortium, ca: ca) else {
+            guard h.seq == 0, let k = LedgerSchema.signer(entry, author: h.author, consortium: consortium, ca: ca) else {
                 report.refused.append("\(h.author)#\(h.seq): genesis does not carry a certificate for '\(h.author)' from the consortium CA")
                 return nil
             }
             return k
         }
-        guard let k = try keys[h.author] ?? LedgerSchema.storedKey(db, author: h.author, consortium: consortium, ca: ca) else {
+        guard let k = try keys[h.author] ?? LedgerSchema.storedSigner(db, author: h.author, consortium: consortium, ca: ca) else {
             report.refused.append("\(h.author)#\(h.seq): no genesis is known for '\(h.author)'")
             return nil
         }

@@ -23,7 +23,7 @@ public final class LedgerStore: Sendable {
     /// gossip thread pool and the engine, one at a time either way.
     let pool: DatabaseQueue
     /// Genesis keys already checked against the CA, by author (a chain's genesis never changes).
-    let genesisKeys = Mutex<[String: Curve25519.Signing.PublicKey]>([:])
+    let genesisKeys = Mutex<[String: Signer]>([:])
     /// The chain heads, loaded once and then kept current by this store's own
     /// appends and merges (gossip asks for them on every message exchange).
     /// One process writes a peer's ledger; other writers are not seen here.

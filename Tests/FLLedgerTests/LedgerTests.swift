@@ -134,6 +134,28 @@ struct LedgerTests {
         try db.close()
     }
 
+    /// Issue 14 item 5: b's certificate is valid for 30 days; an entry b signs
+    /// dated after that (or before its certificate) is refused by the merge,
+    /// with a reason naming the time and the validity, and nothing is stored.
+    @Test func mergeRefusesEntriesDatedOutsideTheirAuthorsCertificate() throws {
+        let f = try LedgerFixture(rounds: 1)
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        let a = f.stores["a"]!, b = f.stores["b"]!
+        let head = try b.heads()["b"]!
+        let body = EntryBody.update(round: 2, baseHash: "00", updateHash: "11", samples: 1, codec: "f32", metrics: [:])
+        let day: Int64 = 86_400_000
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        for time in [now + 31 * day, now - 2 * day] {
+            let header = EntryHeader(consortium: "demo", author: "b", seq: head.seq + 1, prev: head.hash, round: 2, kind: .update, timeMillis: time, bodyLength: 0)
+            let report = try a.merge([try LedgerEntry.make(header: header, body: body, key: f.keys["b"]!)], caCertificate: f.ca.certificate)
+            #expect(report.stored == 0)
+            #expect(report.refused.first?.contains("b#\(head.seq + 1): its time \(time) (unix ms) lies outside 'b''s certificate validity") == true, "\(report.refused)")
+        }
+        #expect(try a.heads()["b"]?.seq == head.seq)
+        let inside = EntryHeader(consortium: "demo", author: "b", seq: head.seq + 1, prev: head.hash, round: 2, kind: .update, timeMillis: now, bodyLength: 0)
+        #expect(try a.merge([try LedgerEntry.make(header: inside, body: body, key: f.keys["b"]!)], caCertificate: f.ca.certificate).stored == 1)
+    }
+
     @Test func mergeRefusesForgeriesAndKeepsForksAsEvidence() throws {
         let f = try LedgerFixture(rounds: 1)
         defer { try? FileManager.default.removeItem(atPath: f.dir) }
@@ -143,7 +165,8 @@ struct LedgerTests {
         #expect(again.stored == 0 && again.forks == 0 && again.duplicates > 0)
         // An entry for b's next seq signed with c's key is refused.
         let head = try b.heads()["b"]!
-        let header = EntryHeader(consortium: "demo", author: "b", seq: head.seq + 1, prev: head.hash, round: 2, kind: .update, timeMillis: 0, bodyLength: 0)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let header = EntryHeader(consortium: "demo", author: "b", seq: head.seq + 1, prev: head.hash, round: 2, kind: .update, timeMillis: now, bodyLength: 0)
         let body = EntryBody.update(round: 2, baseHash: "00", updateHash: "11", samples: 1, codec: "f32", metrics: [:])
         let forged = try LedgerEntry.make(header: header, body: body, key: f.keys["c"]!)
         #expect(try a.merge([forged], caCertificate: f.ca.certificate).refused.first?.contains("signature is not by 'b'") == true)

@@ -46,6 +46,8 @@ final class InMemoryFederation {
     let settings: Settings
     let ca: ConsortiumCA
     let start: Instant
+    /// Wall-clock seconds at creation, whole: ledger times must lie within the members' certificates (issued now, for 5 days).
+    let wallStart = Date().timeIntervalSince1970.rounded(.down)
     var roundStart: Instant { start.advanced(by: Self.warmUp) }
     private(set) var now: Instant
     private(set) var peers: [String: SimulatedPeer] = [:]
@@ -139,7 +141,7 @@ final class InMemoryFederation {
     /// A wall-clock time for ledger entries, derived from the simulated clock.
     var date: Date {
         let t = (now - start).components
-        return Date(timeIntervalSince1970: 1_800_000_000 + Double(t.seconds) + Double(t.attoseconds) * 1e-18)
+        return Date(timeIntervalSince1970: wallStart + Double(t.seconds) + Double(t.attoseconds) * 1e-18)
     }
 
     // MARK: - Running
