@@ -62,8 +62,13 @@ extension RoundEngine.Session {
         }
     }
 
-    /// Refuses this peer's next appends at any position a neighbour holds (checked before every own append).
+    /// Refuses this peer's next appends at any position a neighbour holds, and
+    /// every append once this member's certificate expired (checked before every own append).
     func guardOwnChain() async throws {
+        if Date() >= certificateExpiry {
+            throw RoundError("this member's certificate expired at \(PeerConfig.utc(certificateExpiry)); the other members refuse entries signed after it, so this peer stops "
+                + "(have the consortium CA issue a new one with 'flpeer ca sign' and restart)")
+        }
         guard let claim = await node.furthestReported(of: config.id) else { return }
         store.refuseAppends(by: config.id, through: Int64(claim.seq))
         let head = try ownHead()

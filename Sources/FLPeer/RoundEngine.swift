@@ -154,7 +154,8 @@ public struct RoundEngine: Sendable {
             }
         }
         defer { eventTask.cancel() }
-        var session = Session(engine: self, store: store, node: node, key: key, ca: trust.caCertificate, changes: changes)
+        var session = Session(engine: self, store: store, node: node, key: key, ca: trust.caCertificate, changes: changes,
+                              certificateExpiry: gossip.tls.certificate.notValidAfter)
         let outcome: Result<RunSummary, any Error>
         do {
             if let finished = try session.finishOffline(featureCount: train.featureCount, classes: classes) {
@@ -203,6 +204,8 @@ public struct RoundEngine: Sendable {
         let key: Curve25519.Signing.PrivateKey
         let ca: Certificate
         let changes: Changes
+        /// This member's certificate's notAfter: the other members refuse entries it signs later.
+        let certificateExpiry: Date
         /// Bodies of entries read more than once, decoded once.
         let bodies = BodyCache()
         var config: PeerConfig { engine.config }

@@ -1,3 +1,5 @@
+import FLIdentity
+import FLPeer
 import Foundation
 import Testing
 
@@ -100,6 +102,44 @@ struct OwnLedgerTests {
         #expect(said.contains("no other member was reachable within 3 s"), "\(said.suffix(2000))")
         let shown = try await ledgerTool("show", c.ledger("inst01"))
         #expect(!shown.stdout.contains("genesis"), "\(shown.stdout.prefix(1000)) \(shown.stderr)")
+    }
+
+    /// inst02's certificate expires about 20 s into a run that lasts longer:
+    /// it stops with one sentence instead of signing entries the others would
+    /// refuse, and the other two finish the plan (quorum 2).
+    @Test func aPeerWhoseCertificateExpiresMidRunStopsWithASentence() async throws {
+        try await TakingTurns.run { try await aPeerWhoseCertificateExpiresMidRunStopsWithASentenceRun() }
+    }
+
+    func aPeerWhoseCertificateExpiresMidRunStopsWithASentenceRun() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // 12 rounds of at least 3 s each (every member slow): the plan outlasts inst02's certificate.
+        let slow = "faults:\n  slow_rounds: [\((1...12).map(String.init).joined(separator: ", "))]\n  slow_seconds: 3\n"
+        let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 12\n"), ("quorum: 3", "quorum: 2"), ("round_deadline_seconds: 30", "round_deadline_seconds: 8")],
+                                extra: Dictionary(uniqueKeysWithValues: JoinCluster.ids.map { ($0, slow) }))
+        let ca = try ConsortiumCA.load(directory: "\(c.root)/pki/ca")
+        let (key, csr) = try InstitutionKey.generate(institution: "inst02")
+        let certificate = try ca.sign(csr, days: 1, now: Date().addingTimeInterval(-86_400 + 20))
+        try PEMFiles.pem(certificate).write(toFile: "\(c.root)/pki/inst02/inst02.pem", atomically: true, encoding: .utf8)
+        try Ed25519Keys.pem(key).write(toFile: "\(c.root)/pki/inst02/inst02.key.pem", atomically: true, encoding: .utf8)
+        let processes = try JoinCluster.ids.map { try c.start($0, log: "\($0).out", errors: "\($0).err") }
+        defer { for p in processes where p.isRunning { p.terminate() } }
+        try await Self.wait(150) { !processes.contains(where: \.isRunning) }
+        let said = c.output("inst02.out") + c.output("inst02.err")
+        #expect(!processes[1].isRunning && processes[1].terminationStatus != 0, "\(said.suffix(2000))")
+        #expect(said.contains("inst02: this member's certificate expired at \(PeerConfig.utc(certificate.notValidAfter)); the other members refuse entries signed after it, so this peer stops"),
+                "\(said.suffix(2000))")
+        for (i, id) in [(0, "inst01"), (2, "inst03")] {
+            #expect(!processes[i].isRunning && processes[i].terminationStatus == 0, "\(id): \(c.output("\(id).err").suffix(1500))")
+            #expect(c.output("\(id).out").contains("round  12"), "\(id)")
+        }
+        let ledgers = JoinCluster.ids.map(c.ledger)
+        for l in ledgers {
+            let (swift, python) = try await bothVerifiers(l, ca: c.ca, against: ledgers.filter { $0 != l })
+            #expect(!swift.findings.contains { $0.contains("time-in-validity") }, "ledger-tool \(swift)")
+            #expect(swift.status == 0 && python.status == 0, "\(l): ledger-tool \(swift); verify_ledger.py \(python)")
+        }
     }
 
     /// inst01's final model write fails (model.safetensors is a folder):
