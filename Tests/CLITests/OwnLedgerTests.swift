@@ -13,6 +13,17 @@ struct OwnLedgerTests {
         while !done(), Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
     }
 
+    /// Every member's ledger verifies against the other two with both
+    /// verifiers, and ledger-tool reports no finding of `rule`.
+    static func expectLedgersVerifyAgainstEachOther(_ c: JoinCluster, without rule: String? = nil) async throws {
+        let ledgers = JoinCluster.ids.map(c.ledger)
+        for l in ledgers {
+            let (swift, python) = try await bothVerifiers(l, ca: c.ca, against: ledgers.filter { $0 != l })
+            if let rule { #expect(!swift.findings.contains { $0.contains(rule) }, "ledger-tool \(swift)") }
+            #expect(swift.status == 0 && python.status == 0, "\(l): ledger-tool \(swift); verify_ledger.py \(python)")
+        }
+    }
+
     /// SIGTERM mid-run: each member's ledger.sqlite, copied without its
     /// -wal, verifies and holds the member's chain (the stop message says the
     /// file keeps every entry, so the file alone must).
@@ -78,12 +89,7 @@ struct OwnLedgerTests {
             #expect(!processes[i].isRunning && processes[i].terminationStatus == 0, "\(id): \(c.output("\(id).first.out").suffix(1500))")
             #expect(c.output("\(id).first.out").contains("round  10"), "\(id)")
         }
-        let ledgers = JoinCluster.ids.map(c.ledger)
-        for l in ledgers {
-            let (swift, python) = try await bothVerifiers(l, ca: c.ca, against: ledgers.filter { $0 != l })
-            #expect(!swift.findings.contains { $0.contains("equivocation") }, "ledger-tool \(swift)")
-            #expect(swift.status == 0 && python.status == 0, "\(l): ledger-tool \(swift); verify_ledger.py \(python)")
-        }
+        try await Self.expectLedgersVerifyAgainstEachOther(c, without: "equivocation")
     }
 
     /// inst01 starts alone on an empty state directory (a new one, or one
@@ -134,12 +140,7 @@ struct OwnLedgerTests {
             #expect(!processes[i].isRunning && processes[i].terminationStatus == 0, "\(id): \(c.output("\(id).err").suffix(1500))")
             #expect(c.output("\(id).out").contains("round  12"), "\(id)")
         }
-        let ledgers = JoinCluster.ids.map(c.ledger)
-        for l in ledgers {
-            let (swift, python) = try await bothVerifiers(l, ca: c.ca, against: ledgers.filter { $0 != l })
-            #expect(!swift.findings.contains { $0.contains("time-in-validity") }, "ledger-tool \(swift)")
-            #expect(swift.status == 0 && python.status == 0, "\(l): ledger-tool \(swift); verify_ledger.py \(python)")
-        }
+        try await Self.expectLedgersVerifyAgainstEachOther(c, without: "time-in-validity")
     }
 
     /// inst01's final model write fails (model.safetensors is a folder):
@@ -213,11 +214,7 @@ struct RepeatedKillTests {
             #expect(!processes[i].isRunning && processes[i].terminationStatus == 0, "\(id) did not finish")
         }
         #expect(c.output("inst01.out").contains("round 300") && c.output("inst03.out").contains("round 300"))
-        let ledgers = JoinCluster.ids.map(c.ledger)
-        for l in ledgers {
-            let (swift, python) = try await bothVerifiers(l, ca: c.ca, against: ledgers.filter { $0 != l })
-            #expect(swift.status == 0 && python.status == 0, "\(l): ledger-tool \(swift); verify_ledger.py \(python)")
-        }
+        try await OwnLedgerTests.expectLedgersVerifyAgainstEachOther(c)
         print("repeated kills: inst02 SIGKILLed \(kills) times mid-run; all three finished; every ledger verifies against the others")
     }
 }
