@@ -77,6 +77,21 @@ struct ContributionScorerTests {
         #expect(sampled.evaluations < exact.evaluations)
     }
 
+    /// Coalitions evaluated in batches give the values of the direct game,
+    /// exact and sampled, with the same coalitions evaluated.
+    @Test(arguments: [5, 12]) func batchedCoalitionsGiveTheDirectValues(_ n: Int) async throws {
+        let worth = (0..<n).map { Double($0 % 4) - 0.5 }
+        let utility: ([Int]) -> [Double] = { s in let x = s.map { worth[$0] }.reduce(0, +); return [x - 0.01 * x * x, Double(s.count)] }
+        let direct = ContributionScorer.shapley(players: n, dimensions: 2, seed: 3, utility: utility)
+        var requests = 0
+        let batched = try await ContributionScorer.shapley(players: n, dimensions: 2, seed: 3) { (coalitions: [[Int]]) async throws -> [[Double]] in
+            requests += 1
+            return coalitions.map(utility)
+        }
+        #expect(batched == direct)
+        #expect(requests >= 1 && (n > 10 || requests == 1), "\(requests) batches")
+    }
+
     /// An update made of the crowd's last statistics (ALIE's μ − zσ, IPM's −εμ)
     /// lies in the plane of μ and σ; a trained one does not.
     @Test func staleUpdatesAreExplainedByLastRoundsStatistics() {

@@ -59,6 +59,40 @@ struct SafetensorsTests {
         #expect(lines.count == set.names.count + 1)
     }
 
+    /// Any dtype, as a PyTorch state_dict holds (int64 BatchNorm counters,
+    /// 0-d tensors): Python writes, Swift reads and writes the same bytes back.
+    @Test func filesOfAnyDTypeRoundTripWithPython() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("mixed.safetensors").path
+        let out = try runPython("""
+        import sys, numpy as np
+        from safetensors.numpy import save_file
+        save_file({"w": np.arange(6, dtype=np.float32).reshape(2, 3), "n": np.asarray(7, dtype=np.int64),
+                   "h": np.ones(3, dtype=np.float16), "b": np.array([True, False])}, sys.argv[1])
+        """, [path])
+        #expect(out.status == 0, "python failed: \(out.stderr)")
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        let file = try SafetensorsFile.decode(bytes)
+        #expect(file.entries.map(\.name).sorted() == ["b", "h", "n", "w"])
+        #expect(file["n"]?.dtype == "I64" && file["n"]?.shape == [] && file["n"]?.data == [7, 0, 0, 0, 0, 0, 0, 0])
+        #expect(file["w"]?.floats == [0, 1, 2, 3, 4, 5] && file["w"]?.shape == [2, 3])
+        #expect(file["h"]?.dtype == "F16" && file["h"]?.floats == nil)
+        // Swift's own file (tensors in name order) reads back the same, in Swift and in Python.
+        let again = dir.appendingPathComponent("again.safetensors").path
+        try Data(file.encoded()).write(to: URL(fileURLWithPath: again))
+        #expect(Set(try SafetensorsFile.decode(file.encoded()).entries.map(\.name)) == Set(file.entries.map(\.name)))
+        #expect(try SafetensorsFile.decode(file.encoded()).entries.sorted { $0.name < $1.name } == file.entries.sorted { $0.name < $1.name })
+        let read = try runPython("""
+        import sys
+        from safetensors.numpy import load_file
+        t = load_file(sys.argv[1])
+        print(int(t["n"]), t["n"].shape, t["w"].sum(), t["b"].tolist(), t["h"].dtype)
+        """, [again])
+        #expect(read.stdout == "7 () 15.0 [True, False] float16\n", "\(read.stdout) \(read.stderr)")
+        #expect(throws: SafetensorsError.self) { try SafetensorsFile.decode(Array(bytes.dropLast())) }
+    }
+
     @Test func pythonReadsSeveralMetadataKeys() throws {
         let dir = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

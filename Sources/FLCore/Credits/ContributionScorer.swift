@@ -210,6 +210,31 @@ public enum ContributionScorer {
         return VectorValues(values: phi.map { $0.map { $0 / Double(k) } }, evaluations: cache.count - 1, permutations: k, exact: false)
     }
 
+    /// `shapley(players:dimensions:…)` for a utility computed in batches (an
+    /// external learner evaluates many coalitions' models per request): plays
+    /// the game with the coalitions known so far (others count as zero),
+    /// has `batch` compute the ones that play asked for, and repeats until a
+    /// play asks for none. That last play is the one a direct utility gives:
+    /// each step it takes depends only on known values.
+    public static func shapley(players n: Int, dimensions d: Int, seed: UInt64, exactUpTo: Int = 10, tolerance: Double = 0.01,
+                               batch: ([[Int]]) async throws -> [[Double]]) async throws -> VectorValues {
+        var known: [[Int]: [Double]] = [:]
+        let zero = [Double](repeating: 0, count: d)
+        while true {
+            var missing: [[Int]] = []
+            var asked = Set<[Int]>()
+            let values = shapley(players: n, dimensions: d, seed: seed, exactUpTo: exactUpTo, tolerance: tolerance) { coalition in
+                if let v = known[coalition] { return v }
+                if asked.insert(coalition).inserted { missing.append(coalition) }
+                return zero
+            }
+            if missing.isEmpty { return values }
+            let computed = try await batch(missing)
+            precondition(computed.count == missing.count, "batch returned \(computed.count) utilities for \(missing.count) coalitions")
+            for (c, v) in zip(missing, computed) { known[c] = v }
+        }
+    }
+
     static func binomial(_ n: Int, _ k: Int) -> Double {
         var r = 1.0
         for i in 0..<k { r = r * Double(n - i) / Double(i + 1) }
