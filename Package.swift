@@ -187,7 +187,9 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            // Learner scripts the tests run as processes.
+            exclude: ["Fixtures"]
         ),
     ],
     swiftLanguageModes: [.v6]

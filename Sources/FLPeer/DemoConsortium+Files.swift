@@ -30,6 +30,12 @@ extension DemoConsortium {
         for (i, (id, port)) in zip(ids, ports).enumerated() {
             let neighbours = graph.map { "\nneighbours: [\($0[i].map { ids[$0] }.joined(separator: ", "))]" } ?? ""
             let attack = options.attacks[i].map { "\nattack:\n  kind: \($0)" } ?? ""
+            var learner = ""
+            if let l = options.learner {
+                func quoted(_ s: String) -> String { "\"\(s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\"" }
+                learner = "\nlearner:\n  command: [\(l.command.map(quoted).joined(separator: ", "))]\n  working_dir: \(quoted(l.workingDirectory ?? directory))\n  timeout_seconds: \(l.timeoutSeconds)"
+            }
+            let test = options.learner == nil ? "" : "\n  test: data/test.csv"
             try """
                 network: network.yaml
                 id: \(id)
@@ -37,8 +43,8 @@ extension DemoConsortium {
                 certificate: pki/\(id)/\(id).pem
                 listen: 127.0.0.1:\(port)
                 data:
-                  train: data/\(id).csv
-                state_dir: state/\(id)\(neighbours)\(attack)
+                  train: data/\(id).csv\(test)
+                state_dir: state/\(id)\(neighbours)\(attack)\(learner)
 
                 """.write(toFile: peerConfigPath(id), atomically: true, encoding: .utf8)
         }

@@ -86,7 +86,7 @@ public struct DemoConsortium: Sendable {
     public var banner: String {
         let o = options
         let byzantine = o.byzantine > 0 ? ", \(o.byzantine) Byzantine: \(o.attacks.compactMap { $0 }.joined(separator: ","))" : ""
-        return "demo: \(o.peers) institutions (\(o.topology) topology\(byzantine)) in \(directory); \(o.rounds) rounds of \(o.model.rawValue) "
+        return "demo: \(o.peers) institutions (\(o.topology) topology\(byzantine)) in \(directory); \(o.rounds) rounds of \(o.modelName) "
             + "with \(o.rule) on \(URL(fileURLWithPath: o.dataPath).lastPathComponent) (alpha \(o.alpha), seed \(o.seed))"
     }
 

@@ -40,6 +40,14 @@ public struct DemoOptions: Sendable {
     public var seed: Int = 0
     /// full, line or regular:D.
     public var topology: String = "full"
+    /// An external learner every member runs on its own part instead of `model` (nil: the built-in model).
+    public var learner: LearnerConfig?
+
+    /// What trains: the built-in model's name or the external learner's command.
+    public var modelName: String { learner.map { "`\($0.command.joined(separator: " "))`" } ?? model.rawValue }
+
+    /// The plan's learning rate: the option, or the model's default.
+    public var plannedLearningRate: Double { learningRate ?? (model == .logreg ? 0.05 : 0.003) }
 
     /// Options with every default, on the CSV file at `dataPath`.
     public init(dataPath: String) {

@@ -16,6 +16,9 @@ public struct DemoSummary: Sendable {
         /// Members its ledger holds fork evidence against.
         public let flagged: [String]
         public let scoringSecondsPerRound: Double
+        /// An external learner's: seconds per round waiting for its answers, and its start-up.
+        public var learnerSecondsPerRound: Double? = nil
+        public var learnerStartSeconds: Double? = nil
         /// Wall time of each round 1…R.
         public let roundSeconds: [Double]
         /// User plus system CPU time of its process, and the part spent in rounds 1…R.
@@ -70,7 +73,7 @@ extension DemoSummary {
         let object: [String: Any] = [
             "peers": members.map(\.jsonObject), "mean_accuracy": meanAccuracy, "honest_mean_accuracy": honestMeanAccuracy, "beta": beta,
             "byzantine": o.byzantine, "centralized_accuracy": centralizedAccuracy, "seconds_per_round": secondsPerRound, "bytes_moved": bytesMoved,
-            "ledger_verified": ledgerVerified, "equivocation_proven": equivocationProven, "dir": directory, "rounds": o.rounds, "model": o.model.rawValue,
+            "ledger_verified": ledgerVerified, "equivocation_proven": equivocationProven, "dir": directory, "rounds": o.rounds, "model": o.learner == nil ? o.model.rawValue : "external", "learner": o.learner?.command.joined(separator: " ") ?? "",
             "rule": o.rule, "alpha": o.alpha, "seed": o.seed, "data": o.dataPath, "topology": o.topology, "size_skew": o.sizeSkew,
             "size_weights": o.sizeWeights ?? [], "credits_ledger": creditsLedger, "scoring_seconds_per_round": scoringSecondsPerRound,
             "credit_unit": "micro-nats of class loss (docs/credits.md)", "credit_recorded_mismatches": creditRecordedMismatches, "wall_seconds": wallSeconds,
@@ -87,7 +90,7 @@ extension DemoSummary {
         }
         lines.append(String(format: "mean                     %13.4f", meanAccuracy))
         if options.byzantine > 0 { lines.append(String(format: "honest mean              %13.4f", honestMeanAccuracy)) }
-        lines.append(String(format: "centralised (%@, same test split): %.4f", options.model.rawValue, centralizedAccuracy))
+        lines.append(String(format: "centralised (%@, same test split): %.4f", options.modelName, centralizedAccuracy))
         lines.append(String(format: "%.3f s per round (%.3f s of it scoring), %@ moved, ledgers %@", secondsPerRound, scoringSecondsPerRound,
                             kilobytes(bytesMoved), ledgerVerified ? "verified (all intact and agreeing)" : "NOT verified"))
         lines.append("credits: micro-nats of class loss, per-class medians of the other members' Shapley scores (ledger-tool report \(creditsLedger))")
@@ -104,6 +107,8 @@ extension DemoSummary.Member {
             "scoring_seconds_per_round": scoringSecondsPerRound, "round_seconds": roundSeconds, "cpu_seconds": cpuSeconds, "round_cpu_seconds": roundCPUSeconds,
         ]
         if let attack { p["attack"] = attack }
+        if let l = learnerSecondsPerRound { p["learner_seconds_per_round"] = l }
+        if let l = learnerStartSeconds { p["learner_start_seconds"] = l }
         if let c = credit {
             p["credit"] = c.total
             p["credit_share"] = c.share

@@ -14,10 +14,13 @@ public struct LearnerUpdate: Sendable, Equatable {
     public var parameters: [Float]
     /// Recorded in the update entry (`train_loss`, …).
     public var metrics: [String: Double]
+    /// The rows it trained on, recorded as the update's sample count (nil: all training rows).
+    public var samples: Int?
 
-    public init(parameters: [Float], metrics: [String: Double]) {
+    public init(parameters: [Float], metrics: [String: Double], samples: Int? = nil) {
         self.parameters = parameters
         self.metrics = metrics
+        self.samples = samples
     }
 }
 
@@ -64,11 +67,13 @@ public protocol LocalLearner: Sendable {
     /// The model every member starts from (the same for one plan seed).
     func initialParameters() -> [Float]
     /// Trains from `parameters` for one round.
-    func train(from parameters: [Float], seed: UInt64) async throws -> LearnerUpdate
+    func train(from parameters: [Float], round: Int, seed: UInt64) async throws -> LearnerUpdate
     /// Evaluates candidate models on local rows.
     func evaluate(_ candidates: [[Float]], on rows: LocalRows) async throws -> [LearnerEvaluation]
-    /// A scorer of many candidates' per-class losses on `rows`, for `classes` (class indices).
-    func scorer(on rows: LocalRows, classes: [Int]) -> any CandidateScorer
+    /// A scorer of many candidates' per-class losses on `rows`, for `classes`
+    /// (class indices), or nil when candidates are scored in batches through
+    /// `evaluate` (an external learner).
+    func scorer(on rows: LocalRows, classes: [Int]) -> (any CandidateScorer)?
     /// Update bytes (docs/wire-protocol.md: safetensors) for parameters.
     func encode(_ parameters: [Float], metadata: [String: String]?) -> [UInt8]
     /// The parameters in update bytes, if they are a finite model of this plan's shape.
@@ -104,7 +109,7 @@ public struct SwiftModelLearner: LocalLearner {
 
     public func initialParameters() -> [Float] { layout.parameters }
 
-    public func train(from parameters: [Float], seed: UInt64) async throws -> LearnerUpdate {
+    public func train(from parameters: [Float], round: Int, seed: UInt64) async throws -> LearnerUpdate {
         var net = layout
         net.parameters = parameters
         let summary = Trainer.train(&net, on: train, config: training(seed))
@@ -124,7 +129,7 @@ public struct SwiftModelLearner: LocalLearner {
         }
     }
 
-    public func scorer(on rows: LocalRows, classes: [Int]) -> any CandidateScorer {
+    public func scorer(on rows: LocalRows, classes: [Int]) -> (any CandidateScorer)? {
         ClassLossScorer(ClassLossEvaluator(network: layout, data: rows == .validation ? validation : assessment, classes: classes))
     }
 

@@ -143,6 +143,9 @@ public struct TrainingPlan: Sendable, Equatable {
     public var l2: Double
     /// Which updates a peer drops before aggregating (`plan.screen`).
     public var screen: Screen = .validationLoss
+    /// Glob patterns (fnmatch) of an external learner's tensors that are never
+    /// shared or aggregated: each member keeps its own (`plan.local_parameters`).
+    public var localParameters: [String] = []
 
     /// How a peer combines the updates of a round (`plan.rule`).
     public enum Rule: String, Sendable, CaseIterable, CustomStringConvertible {
@@ -188,7 +191,7 @@ public struct TrainingPlan: Sendable, Equatable {
         guard let y else {
             throw parent.error("plan", "is missing", "add a 'plan:' section with at least 'rounds: 30'")
         }
-        try y.onlyKeys(["rounds", "model", "hidden", "rule", "beta", "local_epochs", "batch_size", "learning_rate", "l2", "quorum", "round_deadline_seconds", "max_byzantine", "seed", "label", "classes", "screen"])
+        try y.onlyKeys(["rounds", "model", "hidden", "rule", "beta", "local_epochs", "batch_size", "learning_rate", "l2", "quorum", "round_deadline_seconds", "max_byzantine", "seed", "label", "classes", "screen", "local_parameters"])
         let model = try y.choice("model", default: ModelSpec.Kind.logreg)
         var hidden = [64]
         if let h = y.child("hidden") {
@@ -224,6 +227,12 @@ public struct TrainingPlan: Sendable, Equatable {
             l2: try y.double("l2", default: model == .logreg ? 3e-3 : 1e-4, valid: { $0 >= 0 && $0 < 10 }, expectation: "a non-negative number")
         )
         plan.screen = try y.choice("screen", default: Screen.validationLoss)
+        for (item, node) in try y.sequence("local_parameters") ?? [] {
+            guard let pattern = node.string, !pattern.isEmpty else {
+                throw item.error(item.path, "is not a tensor-name pattern", "list glob patterns as strings, e.g. 'local_parameters: [\"fc2.*\", \"*.running_*\"]'", at: node)
+            }
+            plan.localParameters.append(pattern)
+        }
         return plan
     }
 }

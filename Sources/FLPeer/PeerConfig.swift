@@ -16,6 +16,10 @@ public struct PeerConfig: Sendable {
     public let listenPort: Int
     public let trainData: String
     public let validationData: String?
+    /// Rows an external learner reports the final model's results on (`data.test`, given to it as `FLPEER_TEST`).
+    public var testData: String? = nil
+    /// The external learner that trains and evaluates the model (`learner:`), nil for the built-in one.
+    public var learner: LearnerConfig? = nil
     public let stateDirectory: String
     /// Members this peer dials; by default those whose id sorts after its own,
     /// so each pair of a full mesh has exactly one connection.
@@ -40,7 +44,7 @@ public struct PeerConfig: Sendable {
     /// agree and that this member's and the CA's certificates are valid at `now`.
     public static func load(_ file: String, now: Date = Date()) throws(ConfigError) -> PeerConfig {
         let y = try YAMLReader.load(file)
-        try y.onlyKeys(["network", "id", "key", "certificate", "listen", "data", "state_dir", "neighbours", "attack", "faults"])
+        try y.onlyKeys(["network", "id", "key", "certificate", "listen", "data", "state_dir", "neighbours", "attack", "faults", "learner"])
         let networkFile = try y.existingFile("network", example: "network.yaml")
         let network = try NetworkConfig.load(networkFile)
         let id = try y.string("id", example: "alice")
@@ -58,9 +62,10 @@ public struct PeerConfig: Sendable {
         guard let data = try y.mapping("data") else {
             throw y.error("data", "is missing", "add 'data:' with 'train: part-1.csv' (the institution's own CSV)")
         }
-        try data.onlyKeys(["train", "validation"])
+        try data.onlyKeys(["train", "validation", "test"])
         let train = try data.existingFile("train", example: "part-1.csv")
         let validation = data.child("validation") == nil ? nil : try data.existingFile("validation", example: "validation.csv")
+        let test = data.child("test") == nil ? nil : try data.existingFile("test", example: "test.csv")
         let state = try y.folder("state_dir", example: "state/\(id)")
         var dial = network.members.map(\.id).filter { $0 > id }
         var neighbourCount = network.members.count - 1
@@ -93,9 +98,11 @@ public struct PeerConfig: Sendable {
             }
         }
         try checkRobustness(network, inputs: neighbourCount + 1)
-        let config = PeerConfig(file: file, network: network, id: id, keyFile: key, certificateFile: cert, listenHost: host, listenPort: port,
+        var config = PeerConfig(file: file, network: network, id: id, keyFile: key, certificateFile: cert, listenHost: host, listenPort: port,
                                 trainData: train, validationData: validation, stateDirectory: state, dial: dial,
                                 attack: attack, neighbourCount: neighbourCount, faults: faults)
+        config.testData = test
+        config.learner = try parseLearner(y)
         try config.checkValidity(of: try config.tls(), at: now)
         return config
     }
@@ -124,6 +131,31 @@ public struct PeerConfig: Sendable {
                                   fix: "lower max_byzantine below \(n) / 2 or give the peer more neighbours")
             }
         }
+    }
+
+    /// `learner: {command: [python3, train.py], working_dir: ., timeout_seconds: 300}`.
+    static func parseLearner(_ y: YAMLReader) throws(ConfigError) -> LearnerConfig? {
+        guard let l = try y.mapping("learner") else { return nil }
+        try l.onlyKeys(["command", "working_dir", "timeout_seconds"])
+        let example = "'command: [python3, examples/learners/numpy_softmax.py]'"
+        guard let node = l.child("command") else { throw l.error(l.keyPath("command"), "is missing", "add the worker's program and arguments as a list, e.g. \(example)") }
+        guard let items = node.sequence else {
+            throw l.error(l.keyPath("command"), "must be a list of the program and its arguments (no shell runs it)", "write it as a list, e.g. \(example)", at: node)
+        }
+        let command = items.compactMap(\.string)
+        guard !command.isEmpty, command.count == items.count, !command[0].isEmpty else {
+            throw l.error(l.keyPath("command"), "must list the program and then its arguments, each a string", "write e.g. \(example)", at: node)
+        }
+        var workingDirectory = (y.file as NSString).deletingLastPathComponent
+        if l.child("working_dir") != nil {
+            workingDirectory = try l.folder("working_dir", example: ".")
+            var isFolder: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: workingDirectory, isDirectory: &isFolder), isFolder.boolValue else {
+                throw l.error(l.keyPath("working_dir"), "names \(workingDirectory), which does not exist", "create the folder or fix the path (relative paths start at this file's folder)", at: l.child("working_dir"))
+            }
+        }
+        let timeout = try l.double("timeout_seconds", default: 300, valid: { $0 > 0 && $0 <= 86_400 }, expectation: "a positive number of seconds up to 86400")
+        return LearnerConfig(command: command, workingDirectory: workingDirectory.isEmpty ? "." : workingDirectory, timeoutSeconds: timeout)
     }
 
     /// `attack: {kind: sign-flip, scale: 4}` and the like.

@@ -21,7 +21,7 @@ extension RoundEngine.Session {
     /// A restart after the plan's last round was recorded: writes the final
     /// model (and the summary, if it is missing) from the local state,
     /// without round 0 or any neighbour. Nil when rounds remain.
-    func finishOffline(featureCount: Int, classes: [String]) throws -> RunSummary? {
+    func finishOffline(featureCount: Int?, classes: [String]) throws -> RunSummary? {
         guard let last = try store.entries(author: config.id).last(where: { $0.header.kind == .aggregate }), last.header.round >= UInt64(plan.rounds),
               let scaler = try store.localState("standardizer") else { return nil }
         try writeFinalModel()
@@ -29,10 +29,10 @@ extension RoundEngine.Session {
         if let saved = try? Data(contentsOf: URL(fileURLWithPath: summaryPath)), let summary = try? JSONDecoder().decode(RunSummary.self, from: saved) {
             return summary
         }
-        guard let standardizer = try? JSONDecoder().decode(Standardizer.self, from: Data(scaler)) else {
+        guard let standardizer = try? JSONDecoder().decode(Standardizer?.self, from: Data(scaler)) else {
             throw RoundError("\(store.path) holds an unreadable saved standardiser; start from an empty state directory")
         }
-        let spec = ModelSpec(kind: plan.model, inputs: featureCount, classes: classes.count, hidden: plan.model == .mlp ? plan.hidden : [])
+        let spec = featureCount.map { ModelSpec(kind: plan.model, inputs: $0, classes: classes.count, hidden: plan.model == .mlp ? plan.hidden : []) }
         let summary = RunSummary(id: config.id, rounds: [], secondsPerRound: 0, bytesIn: 0, bytesOut: 0, modelFile: modelPath, ledgerFile: store.path,
                                  model: spec, classes: classes, standardizer: standardizer, cpuSeconds: processCPUSeconds(), roundCPUSeconds: 0)
         try writeSummary(summary)

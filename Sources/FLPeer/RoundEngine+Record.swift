@@ -61,7 +61,7 @@ extension RoundEngine.Session {
         let authorBases = try s.history.bases(of: ordered.map(\.0.author), round: UInt64(r), store: store, bodies: bodies,
                                               previousAggregates: previousAggregates, rule: rule, learner: data.learner,
                                               mine: (config.id, step.baseParameters, step.previousChange))
-        var (scores, scoring) = try score(ordered, stats: stats, base: s.model, previousChange: step.previousChange, authorBases: authorBases,
+        var (scores, scoring) = try await score(ordered, stats: stats, base: s.model, previousChange: step.previousChange, authorBases: authorBases,
                                                 center: step.local, learner: data.learner, classes: data.assessedClasses,
                                                 classNames: data.classes, baseHash: step.baseHash)
         s.history.remember(updates: updates.map { ($0.0.updateHash, $0.1) })

@@ -10,6 +10,12 @@ import Logging
 typealias PendingRecord = (entries: [LedgerStore.PendingEntry], state: [String: [UInt8]])
 
 extension RoundEngine {
+    /// What trains the model: the built-in learner on this peer's CSV rows, or an external worker.
+    enum LearnerSource {
+        case csv(train: Dataset, validation: Dataset)
+        case external(ExternalLearner)
+    }
+
     /// The data of one run, standardised with the statistics the members agreed on.
     struct RunData {
         /// Trains and evaluates: on the training rows (labels rewritten by a
@@ -17,10 +23,10 @@ extension RoundEngine {
         /// of this peer's rows, true labels: none of them went into another
         /// member's update) that it scores others' updates on.
         let learner: any LocalLearner
-        /// The model, for the run summary only.
-        let spec: ModelSpec
+        /// The built-in model, for the run summary only (nil with an external learner).
+        let spec: ModelSpec?
         let classes: [String]
-        let scaler: Standardizer
+        let scaler: Standardizer?
         let trainRows: Int
         let assessedClasses: [Int]
         let modelPath: String
@@ -57,6 +63,7 @@ extension RoundEngine {
         let baseParameters: [Float]
         let previousChange: [Float]?
         let metrics: [String: Double]
+        let samples: Int
         let bytes: [UInt8]
     }
 }
@@ -65,8 +72,11 @@ extension RoundEngine.Session {
     typealias RunData = RoundEngine.RunData
     typealias RunState = RoundEngine.RunState
 
-    mutating func train(train: Dataset, validation: Dataset, classes: [String]) async throws -> RunSummary {
-        let data = try await agreeOnStandardisation(train: train, validation: validation, classes: classes)
+    mutating func train(_ source: RoundEngine.LearnerSource, classes: [String]) async throws -> RunSummary {
+        let data = switch source {
+        case .csv(let train, let validation): try await agreeOnStandardisation(train: train, validation: validation, classes: classes)
+        case .external(let learner): try await agreeOnLayout(learner, classes: classes)
+        }
         var state = RunState(model: data.learner.initialParameters(),
                              attackRNG: SeededGenerator(seed: Self.seed(plan.seed, config.id, 0), stream: "attack"))
         // A restarted peer resumes after the last round it recorded: its
@@ -90,11 +100,18 @@ extension RoundEngine.Session {
         // Written once the last round's record is durable: a failed write is redone offline by a restart.
         try writeFinalModel()
         let cpuAtLastRound = processCPUSeconds()
+        let test = try await (data.learner as? ExternalLearner)?.evaluateTest(state.model)
         try await linger(round: UInt64(plan.rounds))
-        let summary = RunSummary(
+        var summary = RunSummary(
             id: config.id, rounds: state.reports, secondsPerRound: state.reports.map(\.seconds).reduce(0, +) / Double(max(1, state.reports.count)),
             bytesIn: node.traffic.bytesIn, bytesOut: node.traffic.bytesOut, modelFile: data.modelPath, ledgerFile: store.path,
             model: data.spec, classes: classes, standardizer: data.scaler, cpuSeconds: processCPUSeconds(), roundCPUSeconds: cpuAtLastRound - cpuAtFirstRound)
+        if let external = data.learner as? ExternalLearner {
+            summary.learner = external.process.command.joined(separator: " ")
+            summary.testAccuracy = test?.accuracy
+            summary.testLoss = test?.logLoss
+            summary.learnerStartSeconds = external.startSeconds
+        }
         try writeSummary(summary)
         return summary
     }
@@ -133,6 +150,40 @@ extension RoundEngine.Session {
         return RunData(learner: learner, spec: spec, classes: classes, scaler: scaler, trainRows: trainStd.rows,
                        assessedClasses: Array(Set(assessment.labels)).sorted(), modelPath: "\(config.stateDirectory)/model.safetensors",
                        metadata: ["model": spec.kind.rawValue, "hidden": spec.hidden.map(String.init).joined(separator: ","), "classes": classes.joined(separator: ",")])
+    }
+
+    /// Round 0 with an external learner: every member publishes its shared
+    /// tensors' layout and the hash of the model its worker's `init` made
+    /// (also the entry's base hash, so the ledger records where training
+    /// started); a member whose layout or initial model differs is refused,
+    /// and this peer stops when more members agree on another one than on its own.
+    func agreeOnLayout(_ learner: ExternalLearner, classes: [String]) async throws -> RunData {
+        let own = LearnerLayout(tensors: learner.shared, initialModel: learner.initialHash)
+        let bytes = own.encoded()
+        try await publish(round: 0, bytes: bytes, updateHash: hex(SHA256.hash(data: bytes)), baseHash: learner.initialHash, samples: learner.rows["train"] ?? 0,
+                          codec: RoundEngine.layoutCodec, metrics: [:])
+        var others: [LearnerLayout: [String]] = [:]
+        let agreed: [(RoundEngine.Accepted, LearnerLayout)] = try await exchange(round: 0, commitFirst: false, reveal: {}) { bytes, hash, author in
+            guard hex(SHA256.hash(data: bytes)) == hash, let theirs = LearnerLayout.decode(bytes) else { return nil }
+            guard theirs == own else {
+                others[theirs, default: []].append(author)
+                engine.progress(own.mismatch(theirs, member: author))
+                return nil
+            }
+            return theirs
+        }
+        if let (layout, members) = others.max(by: { $0.value.count < $1.value.count }), members.count >= agreed.count {
+            throw RoundError("\(members.sorted().joined(separator: ", ")) \(layout.difference(from: own)), and outnumber the members that agree with this peer's \(learner.name); "
+                + "every member's learner must declare the same shared tensors and make the same initial model from seed \(plan.seed) (docs/learner-protocol.md)")
+        }
+        logger.info("learner layout agreed", metadata: ["members": "\(agreed.map(\.0.author).joined(separator: ","))", "initial-model": "\(learner.initialHash.prefix(12))"])
+        // Credits score the classes this peer holds rows of.
+        guard let counts = try await learner.evaluate([learner.initialParameters()], on: .assessment).first?.classCounts else {
+            throw RoundError("\(learner.name) evaluated no model")
+        }
+        return RunData(learner: learner, spec: nil, classes: classes, scaler: nil, trainRows: learner.rows["train"] ?? 0,
+                       assessedClasses: counts.indices.filter { counts[$0] > 0 }, modelPath: "\(config.stateDirectory)/model.safetensors",
+                       metadata: ["learner": learner.process.command.joined(separator: " "), "classes": classes.joined(separator: ",")])
     }
 
     /// One sentence naming a member whose data has a different feature count.
@@ -179,6 +230,7 @@ extension RoundEngine.Session {
         let clock = ContinuousClock()
         try await injectLinkCuts(before: r, &s)
         let start = clock.now
+        let learnerBusy = (data.learner as? ExternalLearner)?.busySeconds
         let (in0, out0) = (node.traffic.bytesIn, node.traffic.bytesOut)
         let step = try await localStep(r, &s, data)
         let trained = clock.now
@@ -189,7 +241,7 @@ extension RoundEngine.Session {
         // on others'. Updates committed later are late. The previous round's
         // aggregate and checkpoint go into the same durable transaction as
         // this update (one disk sync per round).
-        try await publish(round: UInt64(r), bytes: step.bytes, updateHash: step.localHash, baseHash: step.baseHash, samples: data.trainRows,
+        try await publish(round: UInt64(r), bytes: step.bytes, updateHash: step.localHash, baseHash: step.baseHash, samples: step.samples,
                           codec: RoundEngine.modelCodec, metrics: step.metrics, reveal: false, after: s.pending)
         s.pending = nil
         let signed = clock.now
@@ -208,10 +260,11 @@ extension RoundEngine.Session {
         let heard = try await record(r, ordered: ordered, updates: updates, screened: screened, baseValidationLoss: baseValidationLoss, step: step, &s, data)
         guard let metrics = try await data.learner.evaluate([s.model], on: .validation).first else { throw RoundError("the learner evaluated no model") }
         let elapsed = start.duration(to: clock.now)
-        let report = RoundReport(
+        var report = RoundReport(
             round: r, validationAccuracy: metrics.accuracy, validationLoss: metrics.logLoss, heard: ordered.map(\.0.author), screened: screened.map(\.author),
             members: members.count, trimmed: heard.trimmed, parameters: s.output.count, bytesIn: node.traffic.bytesIn - in0, bytesOut: node.traffic.bytesOut - out0,
             seconds: Self.seconds(elapsed), scoringSeconds: heard.scoringSeconds)
+        if let external = data.learner as? ExternalLearner, let learnerBusy { report.learnerSeconds = external.busySeconds - learnerBusy }
         s.reports.append(report)
         engine.progress(report.line)
         logger.info("round done", metadata: [
@@ -234,7 +287,7 @@ extension RoundEngine.Session {
         let learner = data.learner
         let baseParameters = s.model
         let baseHash = learner.hash(baseParameters)
-        let trained = try await learner.train(from: baseParameters, seed: Self.seed(plan.seed, config.id, r))
+        let trained = try await learner.train(from: baseParameters, round: r, seed: Self.seed(plan.seed, config.id, r))
         var local = trained.parameters
         if config.faults.slowRounds.contains(r) {
             logger.warning("injected fault: slow round", metadata: ["round": "\(r)", "seconds": "\(config.faults.slowSeconds)"])
@@ -254,7 +307,7 @@ extension RoundEngine.Session {
             try await equivocate(round: UInt64(r), honest: local, base: baseParameters, baseHash: baseHash, samples: data.trainRows, learner: learner)
         }
         return .init(local: local, localHash: learner.hash(local), baseHash: baseHash, baseParameters: baseParameters, previousChange: previousChange,
-                     metrics: trained.metrics, bytes: learner.encode(local, metadata: nil))
+                     metrics: trained.metrics, samples: trained.samples ?? data.trainRows, bytes: learner.encode(local, metadata: nil))
     }
 
     static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }

@@ -34,6 +34,8 @@ public struct RoundReport: Sendable, Codable, Equatable {
     public let seconds: Double
     /// Time spent scoring the round's updates (Shapley values).
     public let scoringSeconds: Double
+    /// Time spent waiting for an external learner's answers this round (nil: the built-in learner).
+    public var learnerSeconds: Double? = nil
 
     /// One terminal line.
     public var line: String {
@@ -57,9 +59,18 @@ public struct RunSummary: Sendable, Codable {
     public let bytesOut: Int
     public let modelFile: String
     public let ledgerFile: String
-    public let model: ModelSpec
+    /// The built-in model (nil with an external learner).
+    public let model: ModelSpec?
     public let classes: [String]
-    public let standardizer: Standardizer
+    /// The pooled standardisation of the built-in model's features (nil with an external learner).
+    public let standardizer: Standardizer?
+    /// The external learner's command, if one trained the model.
+    public var learner: String? = nil
+    /// The final model on the external learner's test rows (`FLPEER_TEST`), if it has some.
+    public var testAccuracy: Double? = nil
+    public var testLoss: Double? = nil
+    /// Seconds the external learner took to start and answer `hello` and `init`.
+    public var learnerStartSeconds: Double? = nil
     /// User plus system CPU time of this peer's process over the whole run.
     public let cpuSeconds: Double
     /// The part of `cpuSeconds` spent in rounds 1…R (from the start of the first to the end of the last).
@@ -91,6 +102,8 @@ public struct RoundEngine: Sendable {
     }
 
     static let statsCodec = "feature-stats/v1"
+    /// Round 0 with an external learner: the shared tensors and the initial model's hash.
+    static let layoutCodec = "learner-layout/v1"
     /// How long a round waits for neighbours to confirm the update entries it holds.
     static let echoWait: Duration = .seconds(2)
     static let modelCodec = "safetensors"
@@ -115,20 +128,45 @@ public struct RoundEngine: Sendable {
         let key = try Ed25519Keys.privateKey(at: config.keyFile)
         let certificatePEM = try PEMFiles.read(config.certificateFile)
         let trust = try config.network.trust()
-        let (train, validation) = try loadData(classes: classes)
+        let csv = config.learner == nil ? try loadData(classes: classes) : nil
         let state = config.stateDirectory
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
         let ledgerPath = "\(state)/ledger.sqlite"
-        let store = try LedgerStore(path: ledgerPath, consortium: config.network.consortium)
+        // An external learner starts (and answers `hello` and `init`) before this
+        // peer joins the network; on a first run, before its ledger file exists,
+        // so that a learner that cannot start leaves none behind.
+        var external: ExternalLearner?
+        if let learnerConfig = config.learner, !FileManager.default.fileExists(atPath: ledgerPath) {
+            external = try await startLearner(learnerConfig, classes: classes, resume: false)
+        }
+        let store: LedgerStore
+        do {
+            store = try LedgerStore(path: ledgerPath, consortium: config.network.consortium)
+        } catch {
+            await external?.shutdown()
+            throw error
+        }
         // Nothing is signed before the own chain was compared with the replicas (`secureOwnChain`).
         store.refuseAppends(by: config.id, through: .max)
-
+        let lastAggregate = try store.entries(author: config.id).last(where: { $0.header.kind == .aggregate })
+        if external == nil, let learnerConfig = config.learner, lastAggregate.map({ $0.header.round < UInt64(plan.rounds) }) ?? true {
+            do {
+                external = try await startLearner(learnerConfig, classes: classes, resume: lastAggregate != nil)
+            } catch {
+                try? store.close()
+                throw error
+            }
+        }
         var gossip = try config.gossipConfig()
-        let spec = ModelSpec(kind: plan.model, inputs: train.featureCount, classes: classes.count, hidden: plan.model == .mlp ? plan.hidden : [])
-        gossip.blobLimits = .forModel(parameterCount: spec.parameterCount, features: train.featureCount, members: config.network.members.count)
+        if let csv {
+            let spec = ModelSpec(kind: plan.model, inputs: csv.train.featureCount, classes: classes.count, hidden: plan.model == .mlp ? plan.hidden : [])
+            gossip.blobLimits = .forModel(parameterCount: spec.parameterCount, features: csv.train.featureCount, members: config.network.members.count)
+        } else if let external {
+            gossip.blobLimits = .forModel(parameterCount: external.sharedCount, features: 0, members: config.network.members.count)
+        }
         // A restarted peer's blob window starts where recording its last round left it
         // (announcements more than 16 rounds beyond the window's start are refused).
-        if let last = try store.entries(author: config.id).last(where: { $0.header.kind == .aggregate }), last.header.round > 5 {
+        if let last = lastAggregate, last.header.round > 5 {
             gossip.minimumRound = last.header.round - 5
         }
         gossip.ledger = LedgerSync(store: store, caCertificate: trust.caCertificate, identity: (config.id, key))
@@ -158,15 +196,18 @@ public struct RoundEngine: Sendable {
                               certificateExpiry: gossip.tls.certificate.notValidAfter)
         let outcome: Result<RunSummary, any Error>
         do {
-            if let finished = try session.finishOffline(featureCount: train.featureCount, classes: classes) {
+            if let finished = try session.finishOffline(featureCount: csv?.train.featureCount, classes: classes) {
                 outcome = .success(finished)
             } else {
                 try await session.secureOwnChain(certificatePEM: certificatePEM)
-                outcome = .success(try await session.train(train: train, validation: validation, classes: classes))
+                let source: LearnerSource = if let external { .external(external) } else if let csv { .csv(train: csv.train, validation: csv.validation) }
+                    else { throw RoundError("no learner: the plan's rounds remain but the external learner was not started") }
+                outcome = .success(try await session.train(source, classes: classes))
             }
         } catch {
             outcome = .failure(error)
         }
+        await external?.shutdown()
         nodeTask.cancel()
         _ = await nodeTask.result
         try? await group.shutdownGracefully()
@@ -174,6 +215,25 @@ public struct RoundEngine: Sendable {
         // After the gossip layer's last merge: the file alone then holds every entry.
         try store.close()
         return try outcome.get()
+    }
+
+    /// Starts the peer file's external learner on this member's data (docs/learner-protocol.md).
+    func startLearner(_ learner: LearnerConfig, classes: [String], resume: Bool) async throws -> ExternalLearner {
+        let plan = config.network.plan
+        let environment = ExternalLearner.environment(data: config.trainData, validation: config.validationData, test: config.testData, member: config.id,
+                                                      seed: plan.seed, classes: classes, label: plan.label, localEpochs: plan.localEpochs,
+                                                      batchSize: plan.batchSize, learningRate: plan.learningRate)
+        let permutation = config.attack.flatMap { attack -> [Int]? in
+            guard case .labelFlip = attack else { return nil }
+            return attack.trainingLabels(Array(0..<classes.count), classes: classes.count)
+        }
+        let external = try await ExternalLearner.start(learner, directory: "\(config.stateDirectory)/learner", environment: environment, classes: classes,
+                                                       localPatterns: plan.localParameters, seed: UInt64(plan.seed), labelPermutation: permutation, resume: resume)
+        let seconds = external.startSeconds
+        progress(String(format: "learner: %@ answered hello and init in %.2f s (%d shared parameters in %d tensors, %d kept local)",
+                        external.name, seconds, external.sharedCount, external.shared.count, external.tensors.count - external.shared.count))
+        logger.info("learner started", metadata: ["seconds": "\(seconds)", "shared": "\(external.sharedCount)", "initial-model": "\(external.initialHash.prefix(12))"])
+        return external
     }
 
     /// This peer's training rows and validation split (its own file, or 10 % of the training rows, stratified).
@@ -268,7 +328,7 @@ public struct RoundEngine: Sendable {
         /// class c below carrying on in the last round's direction.
         func score(_ ordered: [(Accepted, [Float])], stats: AggregationStats, base: [Float], previousChange: [Float]?,
                    authorBases: [(base: [Float], change: [Float]?, previousSteps: [[Float]])], center: [Float],
-                   learner: any LocalLearner, classes: [Int], classNames: [String], baseHash: String) throws -> ([String: [String: Double]], EntryBody.Scoring) {
+                   learner: any LocalLearner, classes: [Int], classNames: [String], baseHash: String) async throws -> ([String: [String: Double]], EntryBody.Scoring) {
             let beta: Double = switch rule {
             case .trimmedMean(let b), .boundedTrimmedMean(let b): b
             case .median: 0.5
@@ -278,39 +338,57 @@ public struct RoundEngine: Sendable {
             let gates = ContributionScorer.gates(updates: ordered.map(\.1), bases: authorBases.map(\.base), previousChanges: authorBases.map(\.change),
                                                  previousSteps: authorBases.map(\.previousSteps), trimmed: stats.trimmed, beta: beta)
             let players = ordered.indices.filter { gates[$0] == nil }
-            let evaluator = learner.scorer(on: .assessment, classes: classes)
             // A loss that is not a number (NaN parameters) counts as 1000, far above
             // any real one (probabilities are clipped at 1e-15, so at most 34.6).
             func finite(_ losses: [Double]) -> [Double] { losses.map { $0.isFinite ? $0 : 1e3 } }
-            func losses(_ parameters: [Float]) -> [Double] { finite(evaluator.losses(parameters)) }
             // The empty coalition: carrying on in the last round's direction
             // (the base plus the previous change), what the federation gets
             // without anyone's new work; round 1: the base.
             let carryOn = previousChange.map { zip(base, $0).map { $0 + $1 } } ?? base
-            let empty = losses(carryOn)
             var buffer = [Float]()
             let seed = UInt64(baseHash.prefix(16), radix: 16) ?? 0
-            // A linear model's logits are linear in its parameters, and a rule
-            // that trims nothing from a coalition this small is its mean: the
-            // coalition's losses come from the mean of its members' logits,
-            // computed once per member (docs/credits.md, "Shapley values").
-            func isMean(_ size: Int) -> Bool {
-                switch rule {
-                case .mean: true
-                case .trimmedMean(let beta): AggregationRule.trimCount(beta: beta, n: size) == 0
-                default: false
-                }
-            }
-            let memberLogits = players.compactMap { evaluator.outputs(ordered[$0].1) }
-            let values = ContributionScorer.shapley(players: players.count, dimensions: classes.count, seed: seed) { coalition in
-                if memberLogits.count == players.count && !players.isEmpty && isMean(coalition.count) {
-                    return zip(empty, finite(evaluator.losses(meanOfOutputs: coalition.map { memberLogits[$0] }))).map { $0 - $1 }
-                }
+            /// A coalition's aggregate (same rule), nil when the rule refuses it.
+            func aggregate(_ coalition: [Int]) -> [Float]? {
                 let inputs = coalition.map { ordered[players[$0]].1 }
-                guard (try? Aggregator.aggregate(inputs, rule: rule, center: center, reference: base, countTrimmed: false, into: &buffer)) != nil else {
-                    return classes.map { _ in 0 }
+                guard (try? Aggregator.aggregate(inputs, rule: rule, center: center, reference: base, countTrimmed: false, into: &buffer)) != nil else { return nil }
+                return buffer
+            }
+            let values: ContributionScorer.VectorValues
+            if let evaluator = learner.scorer(on: .assessment, classes: classes) {
+                func losses(_ parameters: [Float]) -> [Double] { finite(evaluator.losses(parameters)) }
+                let empty = losses(carryOn)
+                // A linear model's logits are linear in its parameters, and a rule
+                // that trims nothing from a coalition this small is its mean: the
+                // coalition's losses come from the mean of its members' logits,
+                // computed once per member (docs/credits.md, "Shapley values").
+                func isMean(_ size: Int) -> Bool {
+                    switch rule {
+                    case .mean: true
+                    case .trimmedMean(let beta): AggregationRule.trimCount(beta: beta, n: size) == 0
+                    default: false
+                    }
                 }
-                return zip(empty, losses(buffer)).map { $0 - $1 }
+                let memberLogits = players.compactMap { evaluator.outputs(ordered[$0].1) }
+                values = ContributionScorer.shapley(players: players.count, dimensions: classes.count, seed: seed) { coalition in
+                    if memberLogits.count == players.count && !players.isEmpty && isMean(coalition.count) {
+                        return zip(empty, finite(evaluator.losses(meanOfOutputs: coalition.map { memberLogits[$0] }))).map { $0 - $1 }
+                    }
+                    guard let model = aggregate(coalition) else { return classes.map { _ in 0 } }
+                    return zip(empty, losses(model)).map { $0 - $1 }
+                }
+            } else {
+                // An external learner: the coalitions each play of the game
+                // needs are aggregated here and evaluated in batched requests.
+                func losses(_ models: [[Float]]) async throws -> [[Double]] {
+                    try await learner.evaluate(models, on: .assessment).map { e in finite(classes.map { e.classLosses[$0] }) }
+                }
+                guard let empty = try await losses([carryOn]).first else { throw RoundError("the learner evaluated no model") }
+                values = try await ContributionScorer.shapley(players: players.count, dimensions: classes.count, seed: seed) { coalitions in
+                    let models = coalitions.map { aggregate($0) }
+                    let present = models.compactMap { $0 }
+                    var evaluated = try await losses(present).makeIterator()
+                    return models.map { m in m == nil ? classes.map { _ in 0 } : zip(empty, evaluated.next()!).map { $0 - $1 } }
+                }
             }
             return Self.scores(authors: ordered.map(\.0.author), gates: gates, players: players, values: values,
                                names: classes.map { classNames[$0] }, seed: seed)

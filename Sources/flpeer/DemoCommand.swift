@@ -70,6 +70,12 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "full (every pair linked), line (each member linked to the previous and next only, so most traffic is relayed) or regular:D (a random connected D-regular graph, seeded by --seed).")
     var topology: String = "full"
 
+    @Option(help: "An external learner every member runs on its own data part instead of --model (docs/learner-protocol.md): the program and its arguments, split at spaces, run from the current folder; it finds the data through FLPEER_DATA. E.g. \"python3 examples/learners/numpy_softmax.py\".")
+    var learnerCommand: String?
+
+    @Option(help: "Seconds the external learner may take for one request (starting included).")
+    var learnerTimeout: Double = 300
+
     @Option(help: "Folder for the consortium's files (must be empty or absent); default: a new temporary folder.")
     var dir: String?
 
@@ -106,7 +112,11 @@ struct DemoCommand: AsyncParsableCommand {
             }
         }
         if let learningRate, !(learningRate > 0 && learningRate < 100) { throw ValidationError("--learning-rate must be positive, got \(learningRate).") }
+        if let learnerCommand, learnerWords(learnerCommand).isEmpty { throw ValidationError("--learner-command must name a program, e.g. \"python3 examples/learners/numpy_softmax.py\".") }
+        if !(learnerTimeout > 0 && learnerTimeout <= 86_400) { throw ValidationError("--learner-timeout must be from 0 to 86400 seconds, got \(learnerTimeout).") }
     }
+
+    func learnerWords(_ text: String) -> [String] { text.split(separator: " ").map(String.init) }
 
     var attackNames: [String] { attack.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
 
@@ -137,6 +147,9 @@ struct DemoCommand: AsyncParsableCommand {
         o.learningRate = learningRate
         o.seed = seed
         o.topology = topology
+        if let learnerCommand {
+            o.learner = LearnerConfig(command: learnerWords(learnerCommand), workingDirectory: FileManager.default.currentDirectoryPath, timeoutSeconds: learnerTimeout)
+        }
         return o
     }
 

@@ -41,7 +41,7 @@ struct JoinCommand: AsyncParsableCommand {
         logger.logLevel = level
         logger[metadataKey: "peer"] = "\(peer.id)"
         let n = peer.network
-        try? FileHandle.standardOutput.write(contentsOf: Data(("\(peer.id): joining '\(n.consortium)' (\(n.members.count) members), \(n.plan.rounds) rounds of \(n.plan.model.rawValue) with \(n.plan.rule)\n").utf8))
+        try? FileHandle.standardOutput.write(contentsOf: Data(("\(peer.id): joining '\(n.consortium)' (\(n.members.count) members), \(n.plan.rounds) rounds of \(peer.learner.map { "`\($0.command.joined(separator: " "))`" } ?? n.plan.model.rawValue) with \(n.plan.rule)\n").utf8))
         let engine = RoundEngine(config: peer, logger: logger) { line in
             try? FileHandle.standardOutput.write(contentsOf: Data((line + "\n").utf8))
         }

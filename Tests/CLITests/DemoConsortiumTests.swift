@@ -47,7 +47,7 @@ struct DemoConsortiumTests {
         #expect(Set(object.keys) == ["peers", "mean_accuracy", "honest_mean_accuracy", "beta", "byzantine", "centralized_accuracy", "seconds_per_round",
                                      "bytes_moved", "ledger_verified", "equivocation_proven", "dir", "rounds", "model", "rule", "alpha", "seed", "data",
                                      "topology", "size_skew", "size_weights", "credits_ledger", "scoring_seconds_per_round", "credit_unit",
-                                     "credit_recorded_mismatches", "wall_seconds"])
+                                     "credit_recorded_mismatches", "wall_seconds", "learner"])
         let peer = try #require((object["peers"] as? [[String: Any]])?.first)
         #expect(Set(peer.keys).isSuperset(of: ["id", "accuracy", "train_rows", "seconds_per_round", "byzantine", "flagged", "scoring_seconds_per_round",
                                                "round_seconds", "cpu_seconds", "round_cpu_seconds", "credit", "credit_share", "credit_rounds"]), "\(peer.keys)")

@@ -365,8 +365,9 @@ struct JoinCluster {
     /// Starts `flpeer join` for `id`, its standard output in ROOT/`log` (and
     /// its log lines in ROOT/`errors` when given), run through `prefix` (e.g.
     /// `ip netns exec NS`) when given.
-    func start(_ id: String, log: String, errors: String? = nil, prefix: [String] = []) throws -> Process {
+    func start(_ id: String, log: String, errors: String? = nil, prefix: [String] = [], environment: [String: String] = [:]) throws -> Process {
         let p = Process()
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let flpeer = productsDirectory.appendingPathComponent("flpeer")
         if prefix.isEmpty {
             p.executableURL = flpeer

@@ -113,6 +113,12 @@ struct ConfigTests {
         ("network.yaml", "rule: median", "rule: mean\n  max_byzantine: 1", "network.yaml", "plan.max_byzantine", "absorbs no Byzantine member"),
         ("alice.yaml", "state_dir: state/alice", "state_dir: state/alice\nattack:\n  kind: bribery", "alice.yaml", "attack.kind", "sign-flip"),
         ("alice.yaml", "state_dir: state/alice", "state_dir: state/alice\nattack:\n  kind: gaussian\n  sigma: -1", "alice.yaml", "attack.sigma", "positive"),
+        ("alice.yaml", "state_dir: state/alice", "state_dir: state/alice\nlearner:\n  working_dir: .", "alice.yaml", "learner.command", "is missing; add the worker's program and arguments as a list"),
+        ("alice.yaml", "state_dir: state/alice", "state_dir: state/alice\nlearner:\n  command: python3 train.py", "alice.yaml", "learner.command", "must be a list of the program and its arguments (no shell runs it); write it as a list"),
+        ("alice.yaml", "state_dir: state/alice", "state_dir: state/alice\nlearner:\n  command: [python3]\n  timeout_seconds: 0", "alice.yaml", "learner.timeout_seconds", "positive number of seconds"),
+        ("alice.yaml", "state_dir: state/alice", "state_dir: state/alice\nlearner:\n  command: [python3]\n  working_dir: nowhere", "alice.yaml", "learner.working_dir", "does not exist"),
+        ("alice.yaml", "state_dir: state/alice", "state_dir: state/alice\nlearner:\n  command: [python3]\n  shell: bash", "alice.yaml", "learner.shell", "not a known setting"),
+        ("network.yaml", "rule: median", "rule: median\n  local_parameters: [[fc]]", "network.yaml", "plan.local_parameters[0]", "list glob patterns as strings"),
     ])
     func mistakes(file: String, old: String, new: String, named: String, key: String, phrase: String) throws {
         let f = try ConfigFixture()
@@ -139,6 +145,17 @@ struct ConfigTests {
         try f.write("network.yaml", ConfigFixture.network.replacingOccurrences(of: "rule: median", with: "rule: median\n  screen: none\n  model: mlp"))
         let plan = try PeerConfig.load("\(f.dir)/alice.yaml").network.plan
         #expect(plan.screen == .none && plan.model == .mlp)
+    }
+
+    @Test func aLearnerSectionAndLocalParametersAreRead() throws {
+        let f = try ConfigFixture()
+        defer { try? FileManager.default.removeItem(atPath: f.dir) }
+        try f.write("network.yaml", ConfigFixture.network + "\n  local_parameters: [\"fc2.*\", \"*.running_*\"]\n")
+        try f.write("alice.yaml", ConfigFixture.peer + "\nlearner:\n  command: [python3, \"my model.py\", --fast]\n  timeout_seconds: 12.5\n")
+        let config = try PeerConfig.load("\(f.dir)/alice.yaml")
+        #expect(config.learner == LearnerConfig(command: ["python3", "my model.py", "--fast"], workingDirectory: f.dir, timeoutSeconds: 12.5))
+        #expect(config.network.plan.localParameters == ["fc2.*", "*.running_*"])
+        #expect(ExternalLearner.matches("*.running_*", "1.running_mean") && !ExternalLearner.matches("fc2.*", "fc1.weight"))
     }
 
     @Test func anAttackSectionIsParsedForEvaluation() throws {

@@ -1,0 +1,101 @@
+import Foundation
+import Testing
+
+/// External learners over real processes (docs/learner-protocol.md): the numpy
+/// example in a federation whose ledgers every verifier accepts, and a learner
+/// that misbehaves in each way the protocol names.
+@Suite("external learners")
+struct ExternalLearnerTests {
+    static let numpy = repository.appendingPathComponent("examples/learners/numpy_softmax.py").path
+    static let hostile = repository.appendingPathComponent("Tests/CLITests/Fixtures/hostile_learner.py").path
+
+    @Test func aThreeMemberNumpyFederationPassesEveryVerifier() async throws {
+        try await TakingTurns.run {
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let root = dir.appendingPathComponent("demo").path
+            let r = try await flpeer("demo", "--peers", "3", "--rounds", "4", "--learner-command", "python3 \(Self.numpy)", "--dir", root, "--json")
+            #expect(r.status == 0, "\(r.stderr.suffix(2000))")
+            let summary = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "stdout: \(r.stdout)")
+            #expect(summary["ledger_verified"] as? Bool == true && summary["model"] as? String == "external")
+            let accuracy = try #require(summary["mean_accuracy"] as? Double), central = try #require(summary["centralized_accuracy"] as? Double)
+            #expect(accuracy > 0.8 && central > 0.8 && abs(accuracy - central) < 0.1, "federated \(accuracy), centralised \(central)")
+            #expect(r.stderr.contains("answered hello and init"), "\(r.stderr.prefix(1000))")
+            let ids = ["inst01", "inst02", "inst03"]
+            let ledgers = ids.map { "\(root)/state/\($0)/ledger.sqlite" }
+            let ca = "\(root)/pki/ca/ca.pem"
+            for l in ledgers {
+                let (swift, python) = try await bothVerifiers(l, ca: ca, against: ledgers.filter { $0 != l })
+                #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
+                let verified = try await ledgerTool("report", l, "--verify")
+                #expect(verified.status == 0 && verified.stderr.contains("recorded credits re-derive"), "\(verified.stderr)")
+                #expect(ids.allSatisfy(verified.stdout.contains))
+            }
+            let export = try await ledgerTool("export", ledgers[0], "--jsonl")
+            let report = try await ledgerTool("report", ledgers[0], "--format", "json")
+            let exportFile = dir.appendingPathComponent("export.jsonl").path, reportFile = dir.appendingPathComponent("report.json").path
+            try export.stdout.write(toFile: exportFile, atomically: true, encoding: .utf8)
+            try report.stdout.write(toFile: reportFile, atomically: true, encoding: .utf8)
+            let check = try await runProcess("python3", [repository.appendingPathComponent("ledger-tools/credits.py").path, exportFile, "--compare", reportFile])
+            #expect(check.status == 0 && check.stderr.contains("agrees exactly"), "\(check.stderr)")
+            // Round 0 records every member's initial model: the same hash, three times.
+            #expect(export.stdout.contains("learner-layout/v1"))
+        }
+    }
+
+    /// A misbehaviour, the round it starts in, and what the peer must say.
+    struct Case: Sendable, CustomStringConvertible {
+        let mode: String
+        let round: Int
+        let message: String
+        var description: String { mode }
+    }
+
+    static let cases: [Case] = [
+        Case(mode: "crash", round: 2, message: "exited with status 3 during `train` for round 2"),
+        Case(mode: "hang", round: 2, message: "did not answer `train` for round 2 within 3 s; it was stopped"),
+        Case(mode: "silent", round: 0, message: "did not answer `hello` (before round 1) within 3 s"),
+        Case(mode: "garbage", round: 2, message: "answered `train` for round 2 with 'epoch 1 loss 0.3', which is not a JSON object"),
+        Case(mode: "names", round: 2, message: "wrote a model for `train` for round 2 without tensor 'weight'"),
+        Case(mode: "shapes", round: 2, message: "wrote tensor 'bias' as F32 [3] for `train` for round 2, but `hello` declared F32 [10]"),
+        Case(mode: "nan", round: 2, message: "wrote NaN or infinite values in tensor 'weight' for `train` for round 2"),
+        Case(mode: "big", round: 1, message: "for `train` for round 1, over the"),
+    ]
+
+    /// inst03's learner misbehaves: inst03 stops with one sentence naming the
+    /// learner and the round, leaves no learner process behind, and its ledger
+    /// verifies; inst01 and inst02 finish the plan without it, well inside
+    /// the round deadline.
+    @Test(arguments: cases) func aBrokenLearnerStopsItsPeerWithASentence(_ c: Case) async throws {
+        try await TakingTurns.run {
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: dir) }
+            func learner(_ script: String) -> String { "learner:\n  command: [python3, \"\(script)\"]\n  timeout_seconds: 3\n" }
+            let cluster = try JoinCluster(in: dir, plan: [("rounds: 1", "rounds: 3"), ("quorum: 3", "quorum: 2"), ("round_deadline_seconds: 30", "round_deadline_seconds: 20")],
+                                          extra: ["inst01": learner(Self.numpy), "inst02": learner(Self.numpy), "inst03": learner(Self.hostile)])
+            let started = Date()
+            let healthy = try ["inst01", "inst02"].map { try cluster.start($0, log: "\($0).out", errors: "\($0).err") }
+            let broken = try cluster.start("inst03", log: "inst03.out", errors: "inst03.err", environment: ["FLPEER_HOSTILE": c.mode, "FLPEER_HOSTILE_ROUND": "\(c.round)"])
+            defer { for p in healthy + [broken] where p.isRunning { p.terminate() } }
+            await exited(broken)
+            let errors = cluster.output("inst03.err")
+            #expect(broken.terminationStatus == 1, "\(errors.suffix(1500))")
+            let last = errors.split(separator: "\n").last.map(String.init) ?? ""
+            #expect(last.contains("the learner `python3 \(Self.hostile)`") && last.contains(c.message), "\(last)")
+            for p in healthy { await exited(p) }
+            #expect(healthy.allSatisfy { $0.terminationStatus == 0 }, "\(cluster.output("inst01.err").suffix(1500))")
+            #expect(Date().timeIntervalSince(started) < 60)
+            #expect(cluster.output("inst01.out").contains("round   3"))
+            // No learner process outlives its peer.
+            let left = try await runProcess("pgrep", ["-f", Self.hostile])
+            #expect(left.stdout.isEmpty, "still running: \(left.stdout)")
+            // A learner that never started leaves no ledger: nothing was signed.
+            #expect(FileManager.default.fileExists(atPath: cluster.ledger("inst03")) == (c.round > 0))
+            let ledgers = JoinCluster.ids.map(cluster.ledger).filter { FileManager.default.fileExists(atPath: $0) }
+            for l in ledgers {
+                let (swift, python) = try await bothVerifiers(l, ca: cluster.ca, against: ledgers.filter { $0 != l })
+                #expect(swift.status == 0 && python.status == 0, "\(l): ledger-tool \(swift.status) \(swift.findings); verify_ledger.py \(python.status) \(python.findings)")
+            }
+        }
+    }
+}

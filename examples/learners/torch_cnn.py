@@ -1,0 +1,79 @@
+"""A small PyTorch CNN on the digits as 1x8x8 images: an flpeer learner.
+
+    pip install torch
+    flpeer demo --learner-command "python3 examples/learners/torch_cnn.py"
+
+Each CSV row holds 64 pixel values (0-16) and a label; the model sees them
+as one 8x8 channel. Add `--batchnorm` for the same network with BatchNorm
+after each convolution: its running statistics are Float32 tensors that are
+aggregated unless the plan lists them in `local_parameters` (e.g.
+"*.running_*"); its int64 `num_batches_tracked` counters always stay local.
+"""
+
+import os
+import sys
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "learners", "python"))
+from flpeer_learner import CSVLearner, serve  # noqa: E402
+
+torch.set_num_threads(int(os.environ.get("FLPEER_TORCH_THREADS", "1")))
+
+
+def network(classes, batchnorm):
+    norm = (lambda c: nn.BatchNorm2d(c)) if batchnorm else (lambda c: nn.Identity())
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), norm(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), norm(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, classes),
+    )
+
+
+class DigitsCNN(CSVLearner):
+    def __init__(self, batchnorm=False):
+        super().__init__()
+        self.batchnorm = batchnorm
+        self.net = network(len(self.classes), batchnorm)
+        self.images = {name: torch.from_numpy(x / 16.0).float().reshape(-1, 1, 8, 8) for name, x in
+                       [("train", self.x_train), ("validation", self.x_validation), ("assessment", self.x_assessment), ("test", self.x_test)]}
+
+    def init(self, seed):
+        torch.manual_seed(seed)
+        return {k: v.numpy().copy() for k, v in network(len(self.classes), self.batchnorm).state_dict().items()}
+
+    def load(self, state):
+        self.net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+
+    def train(self, state, round, seed):
+        self.load(state)
+        generator = torch.Generator().manual_seed(seed)
+        x, y = self.images["train"], torch.from_numpy(self.training_labels())
+        optimiser = torch.optim.Adam(self.net.parameters(), lr=self.learning_rate)
+        self.net.train()
+        losses = []
+        for _ in range(self.local_epochs):
+            order = torch.randperm(len(y), generator=generator)
+            for start in range(0, len(y), self.batch_size):
+                rows = order[start:start + self.batch_size]
+                if self.batchnorm and len(rows) < 2:
+                    continue
+                optimiser.zero_grad()
+                loss = nn.functional.cross_entropy(self.net(x[rows]), y[rows])
+                loss.backward()
+                optimiser.step()
+                losses.append(loss.item())
+        return {k: v.detach().numpy().copy() for k, v in self.net.state_dict().items()}, len(y), {"train_loss": float(np.mean(losses[-10:]))}
+
+    def evaluate(self, state, rows):
+        self.load(state)
+        self.net.eval()
+        with torch.no_grad():
+            log_probs = torch.log_softmax(self.net(self.images[rows]), dim=1).double().numpy()
+        return log_probs, self.split(rows)[1]
+
+
+if __name__ == "__main__":
+    serve(DigitsCNN(batchnorm="--batchnorm" in sys.argv[1:]))
