@@ -10,6 +10,9 @@ extension DemoConsortium {
         for (i, rows) in parts.enumerated() {
             try CSVLoader.render(dataset.subset(rows)).write(toFile: "\(directory)/data/\(ids[i]).csv", atomically: true, encoding: .utf8)
         }
+        for (i, rows) in (ownTests ?? []).enumerated() {
+            try CSVLoader.render(dataset.subset(rows)).write(toFile: "\(directory)/data/\(ids[i])-test.csv", atomically: true, encoding: .utf8)
+        }
     }
 
     /// The coordinator's CA in pki/ca, then each institution's key and certificate in pki/ID.
@@ -35,7 +38,7 @@ extension DemoConsortium {
                 func quoted(_ s: String) -> String { "\"\(s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\"" }
                 learner = "\nlearner:\n  command: [\(l.command.map(quoted).joined(separator: ", "))]\n  working_dir: \(quoted(l.workingDirectory ?? directory))\n  timeout_seconds: \(l.timeoutSeconds)"
             }
-            let test = options.learner == nil ? "" : "\n  test: data/test.csv"
+            let test = options.learner == nil ? "" : ownTests == nil ? "\n  test: data/test.csv" : "\n  test: data/\(id)-test.csv"
             try """
                 network: network.yaml
                 id: \(id)
@@ -78,7 +81,7 @@ extension DemoConsortium {
               round_deadline_seconds: 30
               seed: \(o.seed)
               label: \(o.label)
-              classes: [\(quoted)]
+              classes: [\(quoted)]\(o.localParameters.isEmpty ? "" : "\n  local_parameters: [\(o.localParameters.map { "\"\($0)\"" }.joined(separator: ", "))]")
 
             """
         return network

@@ -30,6 +30,8 @@ public struct DemoConsortium: Sendable {
     let testRows: [Int], trainRows: [Int]
     /// Each member's rows.
     let parts: [[Int]]
+    /// Each member's own test rows (`DemoOptions.ownTestFraction`), or nil.
+    let ownTests: [[Int]]?
     let started: ContinuousClock.Instant
 
     /// The consortium's name in its certificates and ledgers.
@@ -50,7 +52,7 @@ public struct DemoConsortium: Sendable {
         let started = ContinuousClock().now
         // Data: a common stratified test split and a Dirichlet split of the rest.
         let (rest, test) = Splitting.stratified(dataset, fraction: 0.2, seed: UInt64(options.seed))
-        let parts: [[Int]]
+        var parts: [[Int]]
         do {
             parts = try Splitting.dirichlet(dataset, indices: rest, parts: options.peers, alpha: options.alpha, minPartSize: 10,
                                             seed: UInt64(options.seed), weights: options.sizeShares)
@@ -62,6 +64,17 @@ public struct DemoConsortium: Sendable {
             throw DemoError(.split, "the \(options.peers)-way split of \(options.dataPath) leaves \(options.ids[i]) \(part.count) rows, with no class of "
                 + "\(RoundEngine.minimumRowsForValidation) rows to set a validation row aside from; use fewer --peers, a larger --alpha or more data")
         }
+        var ownTests: [[Int]]?
+        var trainRows = rest
+        if let f = options.ownTestFraction {
+            let splits = parts.map { part in Splitting.stratified(dataset.subset(part), fraction: f, seed: UInt64(options.seed) &+ 0x7e57) }
+            ownTests = zip(parts, splits).map { part, s in s.second.map { part[$0] } }
+            parts = zip(parts, splits).map { part, s in s.first.map { part[$0] } }
+            trainRows = parts.flatMap { $0 }
+            if let i = ownTests!.indices.first(where: { ownTests![$0].isEmpty }) {
+                throw DemoError(.split, "--own-test \(f) leaves \(options.ids[i]) no test rows; raise the fraction, use fewer --peers or a larger --alpha")
+            }
+        }
         let ca: ConsortiumCA
         do {
             ca = try ConsortiumCA.create(consortium: consortium)
@@ -69,7 +82,7 @@ public struct DemoConsortium: Sendable {
             throw DemoError(.files, "cannot create the consortium CA: \(error)")
         }
         let demo = DemoConsortium(options: options, directory: root, ids: options.ids, graph: graph, beta: beta, declared: declared, notes: notes,
-                                  caCertificate: ca.certificate, dataset: dataset, testRows: test, trainRows: rest, parts: parts, started: started)
+                                  caCertificate: ca.certificate, dataset: dataset, testRows: test, trainRows: trainRows, parts: parts, ownTests: ownTests, started: started)
         do {
             try demo.writeData()
             try demo.writeIdentities(ca)

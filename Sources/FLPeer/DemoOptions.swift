@@ -42,6 +42,12 @@ public struct DemoOptions: Sendable {
     public var topology: String = "full"
     /// An external learner every member runs on its own part instead of `model` (nil: the built-in model).
     public var learner: LearnerConfig?
+    /// The plan's `local_parameters`: tensors each member keeps (external learners).
+    public var localParameters: [String] = []
+    /// When set, each member's part is split again: this fraction of each of
+    /// its classes becomes its own test rows (`data.test`), which its
+    /// accuracy is reported on instead of the common test split (external learners).
+    public var ownTestFraction: Double?
 
     /// What trains: the built-in model's name or the external learner's command.
     public var modelName: String { learner.map { "`\($0.command.joined(separator: " "))`" } ?? model.rawValue }
@@ -63,6 +69,8 @@ public struct DemoOptions: Sendable {
             else if !(0..<peers).contains(byzantine) { "byzantine must be from 0 to \(peers - 1), got \(byzantine)" }
             else if byzantine > 0 && attackNames.isEmpty { "attackNames must name an attack for the \(byzantine) Byzantine member(s)" }
             else if let w = sizeWeights, w.count != peers || !w.allSatisfy({ $0 > 0 && $0.isFinite }) { "sizeWeights must hold \(peers) positive numbers" }
+            else if (ownTestFraction != nil || !localParameters.isEmpty) && learner == nil { "ownTestFraction and localParameters need an external learner" }
+            else if let f = ownTestFraction, !(f > 0 && f < 1) { "ownTestFraction must be between 0 and 1, got \(f)" }
             else { nil }
         if let problem { throw DemoError(.options, "demo options: \(problem)") }
     }

@@ -7,7 +7,7 @@ public struct DemoSummary: Sendable {
     /// One member's results.
     public struct Member: Sendable {
         public let id: String
-        /// Its final model's accuracy on the common test split.
+        /// Its final model's accuracy on the common test split (or on its own test rows, `ownTestFraction`).
         public let accuracy: Double
         public let trainRows: Int
         public let secondsPerRound: Double
@@ -90,7 +90,8 @@ extension DemoSummary {
         }
         lines.append(String(format: "mean                     %13.4f", meanAccuracy))
         if options.byzantine > 0 { lines.append(String(format: "honest mean              %13.4f", honestMeanAccuracy)) }
-        lines.append(String(format: "centralised (%@, same test split): %.4f", options.modelName, centralizedAccuracy))
+        if options.ownTestFraction != nil { lines.insert("(test accuracy: each member's final model on its own test rows)", at: 1) }
+        lines.append(String(format: "centralised (%@, %@ test split): %.4f", options.modelName, options.ownTestFraction == nil ? "same" : "common", centralizedAccuracy))
         lines.append(String(format: "%.3f s per round (%.3f s of it scoring), %@ moved, ledgers %@", secondsPerRound, scoringSecondsPerRound,
                             kilobytes(bytesMoved), ledgerVerified ? "verified (all intact and agreeing)" : "NOT verified"))
         lines.append("credits: micro-nats of class loss, per-class medians of the other members' Shapley scores (ledger-tool report \(creditsLedger))")

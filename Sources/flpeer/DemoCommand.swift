@@ -76,6 +76,12 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Seconds the external learner may take for one request (starting included).")
     var learnerTimeout: Double = 300
 
+    @Option(help: "With --learner-command: tensors each member keeps and never shares (the plan's local_parameters), comma-separated glob patterns, e.g. \"10.*\" for a personalised head.")
+    var localParameters: String?
+
+    @Option(help: "With --learner-command: set this fraction of each member's rows aside as its own test rows and report each member's accuracy on them instead of the common test split.")
+    var ownTest: Double?
+
     @Option(help: "Folder for the consortium's files (must be empty or absent); default: a new temporary folder.")
     var dir: String?
 
@@ -113,6 +119,8 @@ struct DemoCommand: AsyncParsableCommand {
         }
         if let learningRate, !(learningRate > 0 && learningRate < 100) { throw ValidationError("--learning-rate must be positive, got \(learningRate).") }
         if let learnerCommand, learnerWords(learnerCommand).isEmpty { throw ValidationError("--learner-command must name a program, e.g. \"python3 examples/learners/numpy_softmax.py\".") }
+        if (localParameters != nil || ownTest != nil) && learnerCommand == nil { throw ValidationError("--local-parameters and --own-test need --learner-command.") }
+        if let ownTest, !(ownTest > 0 && ownTest < 1) { throw ValidationError("--own-test must be a fraction between 0 and 1, got \(ownTest).") }
         if !(learnerTimeout > 0 && learnerTimeout <= 86_400) { throw ValidationError("--learner-timeout must be from 0 to 86400 seconds, got \(learnerTimeout).") }
     }
 
@@ -150,6 +158,8 @@ struct DemoCommand: AsyncParsableCommand {
         if let learnerCommand {
             o.learner = LearnerConfig(command: learnerWords(learnerCommand), workingDirectory: FileManager.default.currentDirectoryPath, timeoutSeconds: learnerTimeout)
         }
+        o.localParameters = localParameters.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } } ?? []
+        o.ownTestFraction = ownTest
         return o
     }
 

@@ -43,6 +43,43 @@ struct ExternalLearnerTests {
         }
     }
 
+    /// A model with BatchNorm-like tensors: the int64 counter never leaves a
+    /// member (each counts its own batches); the Float32 running statistics
+    /// are aggregated like weights, unless the plan's `local_parameters`
+    /// names them, and then each member keeps its own.
+    @Test func nonFloatBuffersStayLocalAndTheRunningStatisticsFollowThePlan() async throws {
+        try await TakingTurns.run {
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let script = repository.appendingPathComponent("Tests/CLITests/Fixtures/numpy_batchnorm.py").path
+            for local in [false, true] {
+                let root = dir.appendingPathComponent(local ? "local" : "shared").path
+                let r = try await runProduct("flpeer", ["demo", "--peers", "3", "--rounds", "3", "--learner-command", "python3 \(script)", "--dir", root]
+                                         + (local ? ["--local-parameters", "bn.*"] : []))
+                #expect(r.status == 0, "\(r.stderr.suffix(1500))")
+                #expect(r.stderr.contains(local ? "650 shared parameters in 2 tensors, 2 kept local" : "714 shared parameters in 3 tensors, 1 kept local"), "\(r.stderr.prefix(800))")
+                let read = try await runProcess("python3", ["-c", """
+                    import sys
+                    from safetensors.numpy import load_file
+                    for i in (1, 2, 3):
+                        m = load_file(f"{sys.argv[1]}/state/inst0{i}/model.safetensors")
+                        l = load_file(f"{sys.argv[1]}/state/inst0{i}/learner/local.safetensors")
+                        mean = (l if "bn.running_mean" in l else m)["bn.running_mean"]
+                        print(",".join(sorted(m)), ",".join(sorted(l)), int(l["bn.num_batches_tracked"]), round(float(mean.sum()), 3))
+                    """, root])
+                #expect(read.status == 0, "\(read.stderr)")
+                let lines = read.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+                try #require(lines.count == 3, "\(read.stdout)")
+                #expect(lines.allSatisfy { $0[0] == (local ? "bias,weight" : "bias,bn.running_mean,weight") })
+                #expect(lines.allSatisfy { $0[1] == (local ? "bn.num_batches_tracked,bn.running_mean" : "bn.num_batches_tracked") })
+                // Each member counted its own batches: the counters differ with the members' row counts.
+                #expect(lines.allSatisfy { Int($0[2])! > 0 } && Set(lines.map { $0[2] }).count > 1, "\(read.stdout)")
+                // Aggregated statistics are the same everywhere; local ones are each member's.
+                #expect(Set(lines.map { $0[3] }).count == (local ? 3 : 1), "\(read.stdout)")
+            }
+        }
+    }
+
     /// A misbehaviour, the round it starts in, and what the peer must say.
     struct Case: Sendable, CustomStringConvertible {
         let mode: String
