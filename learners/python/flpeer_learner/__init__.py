@@ -100,10 +100,9 @@ def class_results(log_probs, labels, k):
     predicted = np.argmax(np.nan_to_num(log_probs, nan=-np.inf), axis=1) if n else np.zeros(0, dtype=np.int64)
     counts = np.bincount(labels, minlength=k)[:k]
     sums = np.bincount(labels, weights=losses, minlength=k)[:k]
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (labels, predicted), 1)
-    class_losses = [float(s / c) if c else 0.0 for s, c in zip(sums, counts)]
-    return {"class_losses": class_losses, "class_counts": [int(c) for c in counts], "confusion": confusion.tolist()}
+    confusion = np.bincount(labels * k + predicted, minlength=k * k)[:k * k].reshape(k, k)
+    class_losses = np.divide(sums, counts, out=np.zeros(k), where=counts > 0)
+    return {"class_losses": class_losses.tolist(), "class_counts": counts.tolist(), "confusion": confusion.tolist()}
 
 
 def _dtype(array):
