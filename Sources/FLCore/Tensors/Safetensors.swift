@@ -62,84 +62,25 @@ public enum Safetensors {
         return try decode(Array(data))
     }
 
-    /// Decodes a safetensors file, checking every length and offset before use.
+    /// Decodes a safetensors file of Float32 tensors, checking every length
+    /// and offset before use (`SafetensorsFile.decode`); any other dtype is refused.
     public static func decode(_ bytes: [UInt8]) throws(SafetensorsError) -> (parameters: ParameterSet, metadata: [String: String]) {
-        guard bytes.count >= 8 else { throw .truncated("file is \(bytes.count) bytes, shorter than the 8-byte header length") }
-        var n: UInt64 = 0
-        for i in 0..<8 { n |= UInt64(bytes[i]) << (8 * UInt64(i)) }
-        guard n <= UInt64(maximumHeaderSize) else { throw .headerTooLarge(n) }
-        let headerSize = Int(n)
-        guard 8 + headerSize <= bytes.count else {
-            throw .truncated("header claims \(headerSize) bytes but only \(bytes.count - 8) follow")
-        }
-        let headerBytes = bytes[8..<(8 + headerSize)]
-        guard headerBytes.first == UInt8(ascii: "{") else { throw .invalidHeader("header does not start with '{'") }
-        let object: Any
-        do {
-            object = try JSONSerialization.jsonObject(with: Data(headerBytes), options: [])
-        } catch {
-            throw .invalidHeader("header is not valid JSON")
-        }
-        guard let dict = object as? [String: Any] else { throw .invalidHeader("header is not a JSON object") }
-
-        var metadata: [String: String] = [:]
-        var infos: [(name: String, shape: [Int], begin: Int, end: Int)] = []
-        for (key, value) in dict {
-            if key == "__metadata__" {
-                guard let m = value as? [String: Any] else { throw .invalidHeader("__metadata__ is not an object") }
-                for (mk, mv) in m {
-                    guard let s = mv as? String else { throw .invalidHeader("metadata value for '\(mk)' is not a string") }
-                    metadata[mk] = s
-                }
-                continue
-            }
-            guard let info = value as? [String: Any] else { throw .invalidHeader("entry '\(key)' is not an object") }
-            guard let dtype = info["dtype"] as? String else { throw .invalidHeader("tensor '\(key)' has no dtype") }
-            guard dtype == "F32" else { throw .unsupportedDType(tensor: key, dtype: dtype) }
-            guard let shapeAny = info["shape"] as? [Any],
-                  let shape = integers(shapeAny), shape.allSatisfy({ $0 >= 0 })
-            else { throw .invalidHeader("tensor '\(key)' has no valid shape") }
-            guard let offsAny = info["data_offsets"] as? [Any], let offs = integers(offsAny), offs.count == 2
-            else { throw .invalidHeader("tensor '\(key)' has no valid data_offsets") }
-            infos.append((key, shape, offs[0], offs[1]))
-        }
-        infos.sort { ($0.begin, $0.end) < ($1.begin, $1.end) }
-
-        let dataStart = 8 + headerSize
-        let dataSize = bytes.count - dataStart
-        var expected = 0
+        let file = try SafetensorsFile.decode(bytes)
         var entries: [ParameterSet.Entry] = []
-        entries.reserveCapacity(infos.count)
-        for info in infos {
-            guard info.begin == expected, info.end >= info.begin else {
-                throw .invalidOffsets("tensor '\(info.name)' starts at \(info.begin), expected \(expected)")
+        entries.reserveCapacity(file.entries.count)
+        for e in file.entries {
+            guard let scalars = e.floats else { throw .unsupportedDType(tensor: e.name, dtype: e.dtype) }
+            do {
+                entries.append(.init(name: e.name, tensor: try Tensor(shape: e.shape, scalars: scalars)))
+            } catch {
+                throw .invalidOffsets("tensor '\(e.name)' with shape \(e.shape) does not fill \(e.data.count) bytes")
             }
-            guard info.end <= dataSize else {
-                throw .truncated("tensor '\(info.name)' ends at \(info.end) but the data section has \(dataSize) bytes")
-            }
-            guard let count = Tensor.elementCount(info.shape), count.multipliedReportingOverflow(by: 4) == (info.end - info.begin, false)
-            else { throw .invalidOffsets("tensor '\(info.name)' with shape \(info.shape) does not fill \(info.end - info.begin) bytes") }
-            let scalars = readFloats(bytes, from: dataStart + info.begin, count: count)
-            entries.append(.init(name: info.name, tensor: try! Tensor(shape: info.shape, scalars: scalars)))
-            expected = info.end
         }
-        guard expected == dataSize else { throw .invalidOffsets("data section has \(dataSize - expected) unclaimed bytes") }
         do {
-            return (try ParameterSet(entries), metadata)
+            return (try ParameterSet(entries), file.metadata)
         } catch {
             throw .invalidHeader("\(error)")
         }
-    }
-
-    private static func integers(_ values: [Any]) -> [Int]? {
-        var out: [Int] = []
-        for v in values {
-            guard let num = v as? NSNumber else { return nil }
-            let d = num.doubleValue
-            guard d >= 0, d < 9.0e15, d == d.rounded() else { return nil }
-            out.append(num.intValue)
-        }
-        return out
     }
 
     /// JSON string literal as serde_json writes it: raw UTF-8, short escapes, `\u00xx` otherwise.
