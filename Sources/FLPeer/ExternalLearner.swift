@@ -229,7 +229,8 @@ public final class ExternalLearner: LocalLearner {
             offset += t.elements
         }
         do {
-            try Data(SafetensorsFile(entries: entries).encoded()).write(to: URL(fileURLWithPath: path), options: .atomic)
+            // A fresh name each time, read only after this returns: no atomic rename needed.
+            try Data(SafetensorsFile(entries: entries).encoded()).write(to: URL(fileURLWithPath: path))
         } catch {
             throw LearnerError("cannot write a model file for \(name) at \(path): \(error.localizedDescription)")
         }

@@ -379,15 +379,19 @@ public struct RoundEngine: Sendable {
             } else {
                 // An external learner: the coalitions each play of the game
                 // needs are aggregated here and evaluated in batched requests.
+                // The empty coalition's model goes with the first batch.
                 func losses(_ models: [[Float]]) async throws -> [[Double]] {
-                    try await learner.evaluate(models, on: .assessment).map { e in finite(classes.map { e.classLosses[$0] }) }
+                    let e = try await learner.evaluate(models, on: .assessment)
+                    guard e.count == models.count else { throw RoundError("the learner evaluated \(e.count) of \(models.count) models") }
+                    return e.map { e in finite(classes.map { e.classLosses[$0] }) }
                 }
-                guard let empty = try await losses([carryOn]).first else { throw RoundError("the learner evaluated no model") }
+                var empty: [Double]?
                 values = try await ContributionScorer.shapley(players: players.count, dimensions: classes.count, seed: seed) { coalitions in
                     let models = coalitions.map { aggregate($0) }
-                    let present = models.compactMap { $0 }
-                    var evaluated = try await losses(present).makeIterator()
-                    return models.map { m in m == nil ? classes.map { _ in 0 } : zip(empty, evaluated.next()!).map { $0 - $1 } }
+                    var evaluated = try await losses((empty == nil ? [carryOn] : []) + models.compactMap { $0 }).makeIterator()
+                    let base = empty ?? evaluated.next()!
+                    empty = base
+                    return models.map { m in m == nil ? classes.map { _ in 0 } : zip(base, evaluated.next()!).map { $0 - $1 } }
                 }
             }
             return Self.scores(authors: ordered.map(\.0.author), gates: gates, players: players, values: values,
