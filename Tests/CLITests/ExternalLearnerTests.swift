@@ -80,6 +80,42 @@ struct ExternalLearnerTests {
         }
     }
 
+    /// A member whose peer is SIGKILLed mid-run restarts with its state
+    /// directory: a new worker starts, the peer resumes after its last
+    /// recorded round, every member finishes with the same model, and the
+    /// killed peer's worker did not outlive it (it sees the end of its input).
+    @Test func aKilledPeerWithAnExternalLearnerResumes() async throws {
+        try await TakingTurns.run {
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let learner = "learner:\n  command: [python3, \"\(Self.numpy)\"]\n"
+            let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 8\n")], extra: Dictionary(uniqueKeysWithValues: JoinCluster.ids.map { ($0, learner) }))
+            var processes = try JoinCluster.ids.map { try c.start($0, log: "\($0).first.out") }
+            defer { for p in processes where p.isRunning { p.terminate() } }
+            let deadline = Date().addingTimeInterval(120)
+            while !c.output("inst02.first.out").contains("round   3"), Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            let children = try await runProcess("pgrep", ["-P", "\(processes[1].processIdentifier)", "-f", Self.numpy])
+            let worker = try #require(Int32(children.stdout.split(separator: "\n").first ?? ""), "no worker under inst02: \(children)")
+            kill(processes[1].processIdentifier, SIGKILL)
+            await exited(processes[1])
+            // Its worker reads the end of its input and exits.
+            while kill(worker, 0) == 0, Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
+            #expect(kill(worker, 0) != 0, "worker \(worker) outlived its peer")
+            processes[1] = try c.start("inst02", log: "inst02.second.out")
+            while processes.contains(where: \.isRunning), Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            #expect(processes.allSatisfy { !$0.isRunning && $0.terminationStatus == 0 }, "\(processes.map(\.terminationStatus))")
+            let second = c.output("inst02.second.out")
+            #expect(second.contains("resuming after round") && second.contains("round   8") && second.contains("answered hello and init"), "\(second)")
+            let ledgers = JoinCluster.ids.map(c.ledger)
+            for l in ledgers {
+                let (swift, python) = try await bothVerifiers(l, ca: c.ca, against: ledgers.filter { $0 != l })
+                #expect(swift.status == 0 && python.status == 0, "ledger-tool \(swift); verify_ledger.py \(python)")
+            }
+            let models = try JoinCluster.ids.map { try Data(contentsOf: URL(fileURLWithPath: "\(c.root)/again/\($0)/model.safetensors")) }
+            #expect(Set(models).count == 1)
+        }
+    }
+
     /// A misbehaviour, the round it starts in, and what the peer must say.
     struct Case: Sendable, CustomStringConvertible {
         let mode: String
