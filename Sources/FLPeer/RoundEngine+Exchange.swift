@@ -24,9 +24,13 @@ extension RoundEngine.Session {
         var entries: [String: Commitment] = [:]
         var echoed = false
         var read: Int64 = 0  // the last ledger row of the round's update entries read
+        // A certificate that expires mid-round ends the wait: the others close
+        // this peer's links at that moment and refuse what it signs after it.
+        let expiry = clock.now + .milliseconds(Int64((max(0, min(certificateExpiry.timeIntervalSinceNow, 86_400 * 365)) * 1000).rounded(.up)) + 1)
         defer { changes.cancelAlarm() }
         while true {
             try Task.checkCancellation()
+            if let expired = certificateExpired() { throw expired }
             let seen = changes.count  // before reading, so nothing that lands meanwhile is missed
             var action = machine.tick(now: clock.now)
             let flagged = Set(try store.flaggedAuthors(caCertificate: ca))
@@ -57,7 +61,7 @@ extension RoundEngine.Session {
             log(machine.takeNotices(), round: round)
             switch action {
             case .wait(let until):
-                changes.alarm(at: until)
+                changes.alarm(at: min(until, expiry))
                 await changes.wait(after: seen)
             case .reveal(let committed):
                 logger.info("revealing update", metadata: ["round": "\(round)", "committed": "\(committed.count)", "unix-ms": "\(Self.unixMillis())"])

@@ -65,16 +65,20 @@ extension RoundEngine.Session {
     /// Refuses this peer's next appends at any position a neighbour holds, and
     /// every append once this member's certificate expired (checked before every own append).
     func guardOwnChain() async throws {
-        if Date() >= certificateExpiry {
-            throw RoundError("this member's certificate expired at \(PeerConfig.utc(certificateExpiry)); the other members refuse entries signed after it, so this peer stops "
-                + "(have the consortium CA issue a new one with 'flpeer ca sign' and restart)")
-        }
+        if let expired = certificateExpired() { throw expired }
         guard let claim = await node.furthestReported(of: config.id) else { return }
         store.refuseAppends(by: config.id, through: Int64(claim.seq))
         let head = try ownHead()
         if let head, head >= claim.seq { return }
         throw RoundError("\(claim.member) holds this peer's chain to #\(claim.seq), beyond the #\(head.map(String.init) ?? "none") in \(store.path); "
             + "this peer stops rather than sign positions it may already have signed (was ledger.sqlite replaced or its -wal file deleted while running?)")
+    }
+
+    /// The sentence this peer stops with once its certificate expired (nil while it is valid).
+    func certificateExpired(now: Date = Date()) -> RoundError? {
+        guard now >= certificateExpiry else { return nil }
+        return RoundError("this member's certificate expired at \(PeerConfig.utc(certificateExpiry)); the other members refuse entries signed after it, so this peer stops "
+            + "(have the consortium CA issue a new one with 'flpeer ca sign' and restart)")
     }
 
     /// This peer's chain records its aggregate of `round` but its file lost the model saved with it.
