@@ -5,7 +5,8 @@
 # as separate 'flpeer join' processes each with its own worker — beside
 # Flower 1.42 training the same CNN on the same split (benchmarks/flower_cnn.py
 # reads the demo's data folder), seed by seed in one run. Then: one sign-flipper
-# of five against the clean run, and a personalised head (plan local_parameters
+# of five against the clean run, the CNN with BatchNorm (running statistics
+# aggregated, then kept local: FedBN), and a personalised head (plan local_parameters
 # "9.*", each member's own test rows) against a fully shared model at alpha 0.1.
 # Usage: bash benchmarks/learners.sh [SEEDS (default "0 1 2")]
 # Needs: pip install torch, and benchmarks/requirements-flower.txt.
@@ -33,6 +34,14 @@ done
 echo "flpeer demo, torch CNN, one sign-flipper of five, seed 0" >&2
 "$flpeer" demo "${common[@]}" --alpha 0.5 --seed 0 --byzantine 1 --attack sign-flip --dir "$out/flip" --json 2>/dev/null > "$out/flip.json"
 rm -rf "$out/flip"
+for stats in shared local; do
+  echo "flpeer demo, torch CNN with BatchNorm, seed 0, running statistics $stats" >&2
+  extra=()
+  [ "$stats" = local ] && extra=(--local-parameters "*.running_*")
+  "$flpeer" demo --peers 5 --rounds 30 --learning-rate 0.003 --learner-command "$cnn --batchnorm" --alpha 0.5 --seed 0 "${extra[@]}" \
+    --dir "$out/bn-$stats" --json 2>/dev/null > "$out/bn-$stats.json"
+  rm -rf "$out/bn-$stats"
+done
 for head in shared local; do
   echo "flpeer demo, torch CNN, alpha 0.1, own test rows, head $head" >&2
   extra=()
@@ -47,22 +56,28 @@ out, seeds = sys.argv[1], sys.argv[2].split()
 load = lambda n: json.load(open(f"{out}/{n}.json"))
 print("| seed | flpeer s/round | flpeer accuracy (worst member) | centralised | gap, points | learner s/round (median member) | overhead s/round beyond the learner | worker start-up s | Flower s/round (total/30) | Flower steady | Flower accuracy |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-ours, theirs, gaps = [], [], []
+ours, theirs, steady, gaps = [], [], [], []
 for s in seeds:
     d, f = load(f"cnn-{s}"), load(f"flower-{s}")
     worst = min(p["accuracy"] for p in d["peers"])
     learner = st.median(p["learner_seconds_per_round"] for p in d["peers"])
     start = st.median(p["learner_start_seconds"] for p in d["peers"])
     gap = 100 * (d["centralized_accuracy"] - worst)
-    ours.append(d["seconds_per_round"]); theirs.append(f["seconds_per_round"]); gaps.append(gap)
+    ours.append(d["seconds_per_round"]); theirs.append(f["seconds_per_round"]); steady.append(f["steady_seconds_per_round"]); gaps.append(gap)
     print(f"| {s} | {d['seconds_per_round']:.3f} | {worst:.4f} | {d['centralized_accuracy']:.4f} | {gap:.2f} | {learner:.3f} | "
           f"{d['seconds_per_round'] - learner:.3f} | {start:.2f} | {f['seconds_per_round']:.3f} | {f['steady_seconds_per_round']:.3f} | {f['accuracy']:.4f} |")
 print()
-print(f"medians: flpeer {st.median(ours):.3f} s/round, Flower {st.median(theirs):.3f}; flpeer/Flower {st.median(ours) / st.median(theirs):.2f}x; largest gap to centralised {max(gaps):.2f} points")
+print(f"medians: flpeer {st.median(ours):.3f} s/round, Flower {st.median(theirs):.3f} (total/30) and {st.median(steady):.3f} (steady); "
+      f"flpeer/Flower {st.median(ours) / st.median(theirs):.2f}x and {st.median(ours) / st.median(steady):.2f}x; largest gap to centralised {max(gaps):.2f} points")
 clean, flip = load("cnn-0") if "0" in seeds else None, load("flip")
 honest = [p["accuracy"] for p in flip["peers"] if not p["byzantine"]]
 if clean:
     print(f"sign-flip 1 of 5 (seed 0): honest mean {st.mean(honest):.4f} vs clean {clean['mean_accuracy']:.4f}: {100 * (clean['mean_accuracy'] - st.mean(honest)):.2f} points")
+for stats in ("shared", "local"):
+    b = load(f"bn-{stats}")
+    accs = [p["accuracy"] for p in b["peers"]]
+    print(f"BatchNorm CNN, seed 0, running statistics {stats}: members {min(accs):.4f}-{max(accs):.4f} (mean {st.mean(accs):.4f}), "
+          f"centralised {b['centralized_accuracy']:.4f}, {b['seconds_per_round']:.3f} s/round, ledgers verified: {b['ledger_verified']}")
 shared, local = load("head-shared"), load("head-local")
 print()
 print("| member | own-test accuracy, fully shared | own-test accuracy, personalised head (9.*) |")

@@ -23,14 +23,30 @@ from flpeer_learner import CSVLearner, serve  # noqa: E402
 torch.set_num_threads(int(os.environ.get("FLPEER_TORCH_THREADS", "1")))
 
 
+def keep_freed_memory():
+    """Keeps freed activations in the heap (glibc): without this, every
+    evaluation maps and unmaps its megabyte-sized buffers, and the page
+    faults double an evaluation's time (credits evaluate 32 models a round)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 256 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 512 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass  # not glibc: the default allocator
+
+
+keep_freed_memory()
+
+
 def network(classes, batchnorm):
     norm = (lambda c: nn.BatchNorm2d(c)) if batchnorm else (lambda c: nn.Identity())
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), norm(16), nn.ReLU(),
+        nn.Conv2d(1, 8, 3, padding=1), norm(8), nn.ReLU(inplace=True),
         # A strided convolution instead of max-pooling: the same 4x4 maps,
         # at a fifth of the evaluation time (credits evaluate many models).
-        nn.Conv2d(16, 32, 3, stride=2, padding=1), norm(32), nn.ReLU(),
-        nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, classes),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1), norm(16), nn.ReLU(inplace=True),
+        nn.Flatten(), nn.Linear(16 * 4 * 4, 64), nn.ReLU(inplace=True), nn.Linear(64, classes),
     )
 
 
@@ -78,7 +94,8 @@ class DigitsCNN(CSVLearner):
     def evaluate(self, state, rows):
         # The file's tensors as the network's, without copying them into it.
         tensors = {k: torch.from_numpy(v) for k, v in state.items()}
-        self.net.eval()
+        if self.net.training:
+            self.net.eval()
         with torch.inference_mode():
             log_probs = torch.log_softmax(torch.func.functional_call(self.net, tensors, (self.images[rows],)), dim=1).numpy()
         return log_probs, self.split(rows)[1]
