@@ -422,7 +422,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("ledger")
     p.add_argument("--ca", required=True)
-    p.add_argument("--against", action="append", default=[])
+    p.add_argument("--against", action="extend", nargs="+", default=[], metavar="OTHER")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     try:

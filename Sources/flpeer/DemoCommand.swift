@@ -43,8 +43,8 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Number of misbehaving members (the last ones), for robustness experiments.")
     var byzantine: Int = 0
 
-    @Option(help: "What they do: \(Attack.names.joined(separator: ", ")); a comma-separated list gives one attack per member in turn.")
-    var attack: String = "sign-flip"
+    @Option(help: "What they do (with --byzantine; default sign-flip): \(Attack.names.joined(separator: ", ")); a comma-separated list gives one attack per member in turn.")
+    var attack: String?
 
     @Option(help: "Byzantine members the plan declares (max_byzantine; default: --byzantine). Give it without --byzantine for the same plan with every member honest.")
     var maxByzantine: Int?
@@ -98,6 +98,9 @@ struct DemoCommand: AsyncParsableCommand {
         if !["trimmed-mean", "bounded-trimmed-mean", "mean", "median", "clipping"].contains(rule) { throw ValidationError("--rule must be trimmed-mean, bounded-trimmed-mean, mean, median or clipping, got '\(rule)'.") }
         if let beta, !(beta >= 0 && beta < 0.5) { throw ValidationError("--beta must be in [0, 0.5), got \(beta).") }
         if !(0..<peers).contains(byzantine) { throw ValidationError("--byzantine must be from 0 to \(peers - 1), got \(byzantine).") }
+        if attack != nil && byzantine == 0 {
+            throw ValidationError("--attack needs --byzantine N (how many of the last members attack); without it every member is honest.")
+        }
         if byzantine > 0 && attackNames.isEmpty { throw ValidationError("--attack must name at least one of: \(Attack.names.joined(separator: ", ")).") }
         for name in attackNames where Attack.named(name) == nil {
             throw ValidationError("--attack '\(name)' is not one of: \(Attack.names.joined(separator: ", ")).")
@@ -126,7 +129,7 @@ struct DemoCommand: AsyncParsableCommand {
 
     func learnerWords(_ text: String) -> [String] { text.split(separator: " ").map(String.init) }
 
-    var attackNames: [String] { attack.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+    var attackNames: [String] { (attack ?? "sign-flip").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
 
     /// Positive finite weights from "w1,w2,…", or nil.
     static func weights(_ text: String) -> [Double]? {

@@ -29,7 +29,7 @@ struct VerifyCommand: ParsableCommand {
     @Option(help: "The consortium CA certificate (PEM).")
     var ca: String
 
-    @Option(parsing: .singleValue, help: "Another peer's ledger to compare with (repeatable).")
+    @Option(parsing: .upToNextOption, help: "Other peers' ledgers to compare with (--against A B, or --against A --against B).")
     var against: [String] = []
 
     @Flag(help: "Print one JSON object.")

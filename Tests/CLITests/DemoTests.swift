@@ -61,6 +61,17 @@ struct DemoTests {
         }
         let verify = try await ledgerTool("verify", "\(root)/state/inst01/ledger.sqlite", "--ca", "\(root)/pki/ca/ca.pem", "--against", "\(root)/state/inst03/ledger.sqlite")
         #expect(verify.status == 0 && verify.stdout.contains("3 chains"), "\(verify.stdout)")
+        // `--against A B`, as the docs write it (it used to be a usage error): both files are read,
+        // so a missing second one makes the input unusable (2), not a usage error (64).
+        let ledger = "\(root)/state/inst01/ledger.sqlite", ca = "\(root)/pki/ca/ca.pem"
+        let two = try await ledgerTool("verify", ledger, "--ca", ca, "--against", "\(root)/state/inst02/ledger.sqlite", "\(root)/state/inst03/ledger.sqlite")
+        #expect(two.status == 0 && two.stdout.contains("3 chains"), "\(two.stdout) \(two.stderr)")
+        let missing = try await ledgerTool("verify", ledger, "--ca", ca, "--against", "\(root)/state/inst02/ledger.sqlite", "\(root)/nowhere.sqlite")
+        #expect(missing.status == 2 && (missing.stdout + missing.stderr).contains("nowhere.sqlite"), "\(missing.status) \(missing.stdout) \(missing.stderr)")
+        for (others, status) in [(["\(root)/state/inst02/ledger.sqlite", "\(root)/state/inst03/ledger.sqlite"], 0), (["\(root)/state/inst02/ledger.sqlite", "\(root)/nowhere.sqlite"], 2)] {
+            let py = try await runProduct("/usr/bin/env", ["python3", "\(repository.path)/ledger-tools/verify_ledger.py", ledger, "--ca", ca, "--against"] + others)
+            #expect(py.status == Int32(status), "verify_ledger.py --against \(others): \(py.status) \(py.stdout) \(py.stderr)")
+        }
     }
 
     /// A random 2-regular topology (a ring) of five: each peer file lists its two
@@ -324,7 +335,9 @@ struct DemoTests {
                                (["--screen", "krum"], "--screen must be validation-loss or none"), (["--max-byzantine", "5"], "--max-byzantine must be from 0 to 4"),
                                (["--size-weights", "1,2,3"], "--size-weights must list 5 positive numbers"), (["--size-weights", "1,2,0,4,5"], "positive numbers"),
                                (["--size-weights", "1,2,3,4,5", "--size-skew", "2"], "give one of them"),
-                               (["--size-weights", "5e-324,1,1,1,1"], "at most 100 times the smallest")] {
+                               (["--size-weights", "5e-324,1,1,1,1"], "at most 100 times the smallest"),
+                               // An attack with nobody to run it used to run an honest demo without a word.
+                               (["--attack", "alie"], "--attack needs --byzantine N")] {
             let r = try await runProduct("flpeer", ["demo"] + args)
             #expect(r.status == 64 && r.stderr.contains(phrase), "\(args): \(r.status) \(r.stderr)")
         }
