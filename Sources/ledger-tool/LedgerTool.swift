@@ -129,12 +129,8 @@ struct ExportCommand: ParsableCommand {
     @Argument(help: "The ledger file.")
     var ledger: String
 
-    @Flag(help: "JSON Lines output (the only format).")
+    @Flag(help: "JSON Lines output: the only format, and the default (the flag is accepted for scripts that give it).")
     var jsonl = false
-
-    func validate() throws {
-        if !jsonl { throw ValidationError("choose an output format: --jsonl.") }
-    }
 
     func run() throws {
         for e in try readEntries(ledger) { print(try jsonText(Line(e))) }

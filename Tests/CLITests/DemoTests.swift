@@ -127,6 +127,9 @@ struct DemoTests {
                 return (body["screened"] as? [[String: Any]] ?? []).compactMap { $0["author"] as? String }
             }
             #expect(screened == Array(repeating: ["inst04"], count: 4), "\(id): \(screened)")
+            // JSON Lines is export's only format: it needs no flag (it used to demand --jsonl).
+            let plain = try await ledgerTool("export", dir.appendingPathComponent("trimmed-mean/state/\(id)/ledger.sqlite").path)
+            #expect(plain.status == 0 && plain.stdout == export.stdout, "\(plain.status) \(plain.stderr)")
         }
         let absorbed = try #require(robust["honest_mean_accuracy"] as? Double)
         let wrecked = try #require(try await run("mean")["honest_mean_accuracy"] as? Double)
