@@ -35,8 +35,23 @@ public enum PEMFiles {
         do {
             return try Certificate(pemEncoded: text)
         } catch {
-            throw IdentityError(.malformedPEM, "\(path) does not hold a PEM certificate (\(error))")
+            throw IdentityError(.malformedPEM, "\(path) \(described(text, expected: "CERTIFICATE")) where a PEM certificate was expected")
         }
+    }
+
+    /// What a PEM file holds, for an error that names the wrong kind rather
+    /// than the parser's internals: "holds a certificate signing request",
+    /// "does not hold PEM text", "holds a certificate that cannot be read".
+    static func described(_ text: String, expected: String) -> String {
+        let labels = text.split(separator: "\n").compactMap { line -> String? in
+            guard line.hasPrefix("-----BEGIN "), line.hasSuffix("-----") else { return nil }
+            return String(line.dropFirst(11).dropLast(5))
+        }
+        guard let label = labels.first else { return "does not hold PEM text (no -----BEGIN …----- line)" }
+        let names = ["CERTIFICATE": "a certificate", "CERTIFICATE REQUEST": "a certificate signing request", "PRIVATE KEY": "a private key",
+                     "X509 CRL": "a revocation list", "PUBLIC KEY": "a public key"]
+        let name = names[label] ?? "a PEM \(label)"
+        return label == expected ? "holds \(name) that cannot be read (damaged or truncated)" : "holds \(name)"
     }
 
     /// A certificate signing request from a PEM file.
@@ -45,7 +60,8 @@ public enum PEMFiles {
         do {
             return try CertificateSigningRequest(pemEncoded: text)
         } catch {
-            throw IdentityError(.malformedPEM, "\(path) does not hold a PEM certificate signing request (\(error))")
+            throw IdentityError(.malformedPEM, "\(path) \(described(text, expected: "CERTIFICATE REQUEST")), not a certificate signing request: "
+                                + "give the member's ID.csr.pem, which `flpeer keygen` writes")
         }
     }
 

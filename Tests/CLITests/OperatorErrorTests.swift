@@ -108,6 +108,13 @@ struct OperatorErrorTests {
         #expect(r.status == 64)
         #expect(r.stderr.contains("--days must be from 1 to 36500 (100 years), got 99999999999"), "\(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: "\(dir.path)/alice.pem"))
+        // A certificate (or a key) given as the CSR is named as what it is, without the parser's internals.
+        #expect(try await flpeer("ca", "sign", "--ca", "\(dir.path)/ca", "--csr", "\(dir.path)/alice.csr.pem", "--out", "\(dir.path)/alice.pem").status == 0)
+        for (file, what) in [("alice.pem", "holds a certificate, not a certificate signing request"), ("alice.key.pem", "holds a private key, not a certificate signing request")] {
+            let wrong = try await flpeer("ca", "sign", "--ca", "\(dir.path)/ca", "--csr", "\(dir.path)/\(file)", "--out", "\(dir.path)/bob.pem")
+            #expect(wrong.status != 0 && wrong.stderr.contains(what) && wrong.stderr.contains("flpeer keygen") && !wrong.stderr.contains(".swift"), "\(wrong.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: "\(dir.path)/bob.pem"))
+        }
         let years = try await flpeer("ca", "init", "--consortium", "demo", "--out", "\(dir.path)/ca2", "--years", "99999999")
         #expect(years.status == 64)
         #expect(years.stderr.contains("--years must be from 1 to 100, got 99999999"), "\(years.stderr)")
