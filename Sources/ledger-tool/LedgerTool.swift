@@ -20,7 +20,7 @@ struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Check a ledger offline with only the consortium CA certificate.",
-        discussion: "Exit 0 and a one-line summary when intact; exit 1 with one finding per line (author#seq rule: expected …, found …); exit 2 when the input is unusable."
+        discussion: "Exit 0 and a one-line summary when intact; exit 1 with one finding per line (author#seq rule: expected …, found …), or one sentence when no member certificate was issued by --ca; exit 2 when the input is unusable."
     )
 
     @Argument(help: "The ledger file (SQLite).")
@@ -57,6 +57,10 @@ struct VerifyCommand: ParsableCommand {
                                        findings: report.findings)))
         } else if report.intact {
             print("\(ledger): intact: \(report.chains) chains, \(report.entries) entries, \(report.rounds) rounds")
+        } else if report.chains > 0, Set(report.findings.filter { $0.rule == "genesis-certificate" }.map(\.author)).count == report.chains {
+            // No chain starts with a certificate from this CA: one cause, so one sentence, not a finding per entry.
+            print("\(ledger): no member certificate in it was issued by \(ca) (\(caCert.subject)), so none of its \(report.entries) entries verify: "
+                  + "give the certificate of the CA that signed this consortium's members, or check that this is your consortium's ledger (--json lists all \(report.findings.count) findings)")
         } else {
             for f in report.findings { print(f) }
             print("\(ledger): \(report.findings.count) finding(s) in \(report.chains) chains, \(report.entries) entries")
