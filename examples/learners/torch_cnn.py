@@ -110,11 +110,11 @@ class DigitsCNN(CSVLearner):
         # oneDNN's convolution backward is slower than PyTorch's own on
         # kernels this small (a sixth of a step); its forward is faster, so
         # evaluation keeps it.
-        torch.backends.mkldnn.enabled = False
+        oneDNN, torch.backends.mkldnn.enabled = torch.backends.mkldnn.enabled, False
         try:
             self.fit(x, y, generator, optimiser, losses)
         finally:
-            torch.backends.mkldnn.enabled = True
+            torch.backends.mkldnn.enabled = oneDNN
         return {k: v.detach().numpy().copy() for k, v in self.net.state_dict().items()}, len(y), {"train_loss": float(np.mean(losses[-10:]))}
 
     def fit(self, x, y, generator, optimiser, losses):
