@@ -89,15 +89,25 @@ struct ExternalLearnerTests {
             let dir = try temporaryDirectory()
             defer { try? FileManager.default.removeItem(at: dir) }
             let learner = "learner:\n  command: [python3, \"\(Self.numpy)\"]\n"
-            let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 8\n")], extra: Dictionary(uniqueKeysWithValues: JoinCluster.ids.map { ($0, learner) }))
+            let c = try JoinCluster(in: dir, plan: [("rounds: 1\n", "rounds: 12\n")], extra: Dictionary(uniqueKeysWithValues: JoinCluster.ids.map { ($0, learner) }))
             var processes = try JoinCluster.ids.map { try c.start($0, log: "\($0).first.out") }
             defer { for p in processes where p.isRunning { p.terminate() } }
             let deadline = Date().addingTimeInterval(120)
-            while !c.output("inst02.first.out").contains("round   3"), Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
-            let children = try await runProcess("pgrep", ["-P", "\(processes[1].processIdentifier)", "-f", Self.numpy])
-            let worker = try #require(Int32(children.stdout.split(separator: "\n").first ?? ""), "no worker under inst02: \(children)")
+            // Find inst02's worker while the peer is still in its first rounds
+            // (numpy rounds take milliseconds, so looking later could find the
+            // run already over), then kill the peer as soon as it has recorded
+            // round 3: kill(2) is immediate, unlike spawning pgrep.
+            var pid: Int32?
+            while pid == nil, Date() < deadline {
+                let children = try await runProcess("pgrep", ["-P", "\(processes[1].processIdentifier)", "-f", Self.numpy])
+                pid = Int32(children.stdout.split(separator: "\n").first ?? "")
+                if pid == nil { try await Task.sleep(for: .milliseconds(10)) }
+            }
+            let worker = try #require(pid, "no worker under inst02: \(c.output("inst02.first.out"))")
+            while !c.output("inst02.first.out").contains("round   3"), Date() < deadline { try await Task.sleep(for: .milliseconds(5)) }
             kill(processes[1].processIdentifier, SIGKILL)
             await exited(processes[1])
+            try #require(!c.output("inst02.first.out").contains("round  12"), "inst02 finished before it was killed; the test needs a longer plan")
             // Its worker reads the end of its input and exits.
             while kill(worker, 0) == 0, Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
             #expect(kill(worker, 0) != 0, "worker \(worker) outlived its peer")
@@ -105,7 +115,7 @@ struct ExternalLearnerTests {
             while processes.contains(where: \.isRunning), Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
             #expect(processes.allSatisfy { !$0.isRunning && $0.terminationStatus == 0 }, "\(processes.map(\.terminationStatus))")
             let second = c.output("inst02.second.out")
-            #expect(second.contains("resuming after round") && second.contains("round   8") && second.contains("answered hello and init"), "\(second)")
+            #expect(second.contains("resuming after round") && second.contains("round  12") && second.contains("answered hello and init"), "\(second)")
             let ledgers = JoinCluster.ids.map(c.ledger)
             for l in ledgers {
                 let (swift, python) = try await bothVerifiers(l, ca: c.ca, against: ledgers.filter { $0 != l })
