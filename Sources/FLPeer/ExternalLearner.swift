@@ -246,10 +246,26 @@ public final class ExternalLearner: LocalLearner {
     /// peer more than a fifth of its CPU in the file system; a candidate slot
     /// holds the same layout every time, so it is rewritten in place and cut
     /// to length. Returns the reason when it fails.
+    ///
+    /// The worker can write in this directory, so it could put a symbolic
+    /// link, a second name of another file (a hard link) or a FIFO where the
+    /// peer writes next. None is written through: the open does not follow
+    /// links and does not wait for a reader, and the file must be a regular
+    /// file with one name before a byte is written.
     static func writeScratch(_ bytes: [UInt8], to path: String) -> String? {
-        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return String(cString: strerror(errno)) }
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
+        guard fd >= 0 else {
+            if errno == ELOOP { return "the learner replaced it with a symbolic link, which the peer does not follow" }
+            if errno == ENXIO { return "the learner replaced it with a FIFO, which the peer does not write to" }
+            return String(cString: strerror(errno))
+        }
         defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { return String(cString: strerror(errno)) }
+        guard status.st_mode & S_IFMT == S_IFREG else { return "the learner replaced it with something other than a regular file, which the peer does not write to" }
+        guard status.st_nlink == 1 else {
+            return "the learner gave it \(status.st_nlink) names (a hard link to another file), and the peer does not write through a hard link"
+        }
         var written = 0
         while written < bytes.count {
             let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + written, $0.count - written, off_t(written)) }

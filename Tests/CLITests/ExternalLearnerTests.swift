@@ -143,6 +143,9 @@ struct ExternalLearnerTests {
         Case(mode: "shapes", round: 2, message: "wrote tensor 'bias' as F32 [3] for `train` for round 2, but `hello` declared F32 [10]"),
         Case(mode: "nan", round: 2, message: "wrote NaN or infinite values in tensor 'weight' for `train` for round 2"),
         Case(mode: "big", round: 1, message: "for `train` for round 1, over the"),
+        Case(mode: "symlink", round: 2, message: "candidate-1.safetensors: the learner replaced it with a symbolic link, which the peer does not follow"),
+        Case(mode: "hardlink", round: 2, message: "candidate-1.safetensors: the learner gave it 2 names (a hard link to another file), and the peer does not write through a hard link"),
+        Case(mode: "fifo", round: 2, message: "candidate-1.safetensors: the learner replaced it with a FIFO, which the peer does not write to"),
     ]
 
     /// inst03's learner misbehaves: inst03 stops with one sentence naming the
@@ -158,7 +161,11 @@ struct ExternalLearnerTests {
                                           extra: ["inst01": learner(Self.numpy), "inst02": learner(Self.numpy), "inst03": learner(Self.hostile)])
             let started = Date()
             let healthy = try ["inst01", "inst02"].map { try cluster.start($0, log: "\($0).out", errors: "\($0).err") }
-            let broken = try cluster.start("inst03", log: "inst03.out", errors: "inst03.err", environment: ["FLPEER_HOSTILE": c.mode, "FLPEER_HOSTILE_ROUND": "\(c.round)"])
+            // A file of the member's the learner may try to make the peer overwrite.
+            let victim = dir.appendingPathComponent("victim.txt")
+            try Data("not a model\n".utf8).write(to: victim)
+            let broken = try cluster.start("inst03", log: "inst03.out", errors: "inst03.err",
+                                           environment: ["FLPEER_HOSTILE": c.mode, "FLPEER_HOSTILE_ROUND": "\(c.round)", "FLPEER_HOSTILE_VICTIM": victim.path])
             defer { for p in healthy + [broken] where p.isRunning { p.terminate() } }
             await exited(broken)
             let errors = cluster.output("inst03.err")
@@ -168,6 +175,7 @@ struct ExternalLearnerTests {
             for p in healthy { await exited(p) }
             #expect(healthy.allSatisfy { $0.terminationStatus == 0 }, "\(cluster.output("inst01.err").suffix(1500))")
             #expect(Date().timeIntervalSince(started) < 60)
+            #expect(try String(contentsOf: victim, encoding: .utf8) == "not a model\n", "the peer wrote through the learner's link")
             #expect(cluster.output("inst01.out").contains("round   3"))
             // No learner process outlives its peer.
             let left = try await runProcess("pgrep", ["-f", Self.hostile])

@@ -1,6 +1,9 @@
 """The numpy softmax learner, misbehaving as FLPEER_HOSTILE says from round
 FLPEER_HOSTILE_ROUND on (0: from the start): crash, hang, silent (never
-answers hello), garbage (prints on stdout), names, shapes, nan, big."""
+answers hello), garbage (prints on stdout), names, shapes, nan, big, and
+symlink, hardlink, fifo: the next file the peer writes for it (candidate
+slot 1) becomes a symbolic link or a second name of FLPEER_HOSTILE_VICTIM,
+or a FIFO."""
 
 import os
 import runpy
@@ -39,6 +42,12 @@ class Hostile(Softmax):
             new["weight"][0, 0] = np.nan
         if mode == "big":
             new["padding"] = np.zeros(1 << 20, dtype=np.float32)
+        if mode in ("symlink", "hardlink", "fifo"):
+            slot = os.path.join(os.environ["FLPEER_EXCHANGE_DIR"], "candidate-1.safetensors")
+            if os.path.lexists(slot):
+                os.remove(slot)
+            victim = os.environ["FLPEER_HOSTILE_VICTIM"]
+            {"symlink": os.symlink, "hardlink": os.link}.get(mode, lambda _, p: os.mkfifo(p))(victim, slot)
         return new, n, metrics
 
 
