@@ -53,7 +53,7 @@ def member_seed(plan_seed, member, round):
 def learner(data, test, args):
     """A DigitsCNN on one CSV, configured as an flpeer peer would configure it."""
     os.environ.update({"FLPEER_DATA": data, "FLPEER_CLASSES": ",".join(CLASSES), "FLPEER_SEED": str(args.seed),
-                       "FLPEER_LOCAL_EPOCHS": str(args.local_epochs), "FLPEER_BATCH_SIZE": "32",
+                       "FLPEER_ROUNDS": str(args.rounds), "FLPEER_LOCAL_EPOCHS": str(args.local_epochs), "FLPEER_BATCH_SIZE": "32",
                        "FLPEER_LEARNING_RATE": str(args.learning_rate)})
     if test:
         os.environ["FLPEER_TEST"] = test

@@ -59,7 +59,7 @@ extension DemoConsortium {
         let path = "\(directory)/data/central.csv"
         try CSVLoader.render(dataset.subset(trainRows)).write(toFile: path, atomically: true, encoding: .utf8)
         let environment = ExternalLearner.environment(data: path, validation: nil, test: "\(directory)/data/test.csv", member: "central", seed: options.seed,
-                                                      classes: dataset.classNames, label: options.label, localEpochs: options.localEpochs, batchSize: 32,
+                                                      classes: dataset.classNames, label: options.label, rounds: options.rounds, localEpochs: options.localEpochs, batchSize: 32,
                                                       learningRate: options.plannedLearningRate)
         let worker = try await ExternalLearner.start(learner, directory: "\(directory)/state/central", environment: environment, classes: dataset.classNames,
                                                      localPatterns: [], seed: UInt64(options.seed), labelPermutation: nil, resume: false)

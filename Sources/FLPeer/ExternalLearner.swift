@@ -155,8 +155,8 @@ public final class ExternalLearner: LocalLearner {
 
     /// What the peer tells its worker through the environment (docs/learner-protocol.md).
     public static func environment(data: String, validation: String?, test: String?, member: String, seed: Int, classes: [String], label: String,
-                                   localEpochs: Int, batchSize: Int, learningRate: Double) -> [String: String] {
-        var env = ["FLPEER_DATA": data, "FLPEER_SEED": "\(seed)", "FLPEER_CLASSES": classes.joined(separator: ","), "FLPEER_LABEL": label,
+                                   rounds: Int, localEpochs: Int, batchSize: Int, learningRate: Double) -> [String: String] {
+        var env = ["FLPEER_DATA": data, "FLPEER_SEED": "\(seed)", "FLPEER_CLASSES": classes.joined(separator: ","), "FLPEER_LABEL": label, "FLPEER_ROUNDS": "\(rounds)",
                    "FLPEER_MEMBER": member, "FLPEER_LOCAL_EPOCHS": "\(localEpochs)", "FLPEER_BATCH_SIZE": "\(batchSize)", "FLPEER_LEARNING_RATE": "\(learningRate)"]
         if let validation { env["FLPEER_VALIDATION"] = validation }
         if let test { env["FLPEER_TEST"] = test }

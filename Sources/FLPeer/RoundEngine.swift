@@ -221,7 +221,7 @@ public struct RoundEngine: Sendable {
     func startLearner(_ learner: LearnerConfig, classes: [String], resume: Bool) async throws -> ExternalLearner {
         let plan = config.network.plan
         let environment = ExternalLearner.environment(data: config.trainData, validation: config.validationData, test: config.testData, member: config.id,
-                                                      seed: plan.seed, classes: classes, label: plan.label, localEpochs: plan.localEpochs,
+                                                      seed: plan.seed, classes: classes, label: plan.label, rounds: plan.rounds, localEpochs: plan.localEpochs,
                                                       batchSize: plan.batchSize, learningRate: plan.learningRate)
         let permutation = config.attack.flatMap { attack -> [Int]? in
             guard case .labelFlip = attack else { return nil }

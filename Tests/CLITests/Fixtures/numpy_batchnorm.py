@@ -1,6 +1,7 @@
 """The numpy softmax learner with a BatchNorm-like input layer, as a PyTorch
 state_dict has it: Float32 running statistics (`bn.running_mean`) and an int64
-counter (`bn.num_batches_tracked`, 0-d) updated by training."""
+counter (`bn.num_batches_tracked`, 0-d) updated by training. It also checks
+that the peer names the plan's rounds (FLPEER_ROUNDS) and trains within them."""
 
 import os
 import runpy
@@ -20,6 +21,8 @@ class Normalised(Softmax):
         return state
 
     def train(self, state, round, seed):
+        if not 1 <= round <= self.rounds:
+            raise ValueError(f"asked to train round {round} of a {self.rounds}-round plan (FLPEER_ROUNDS)")
         mean, count = state["bn.running_mean"].astype(np.float64), int(state["bn.num_batches_tracked"])
         batches = (len(self.y_train) + self.batch_size - 1) // self.batch_size * self.local_epochs
         for _ in range(batches):

@@ -41,6 +41,7 @@ class Learner:
     - `classes`: class names in the plan's order (FLPEER_CLASSES); labels are indices into it
     - `label`: the label column (FLPEER_LABEL)
     - `seed`: the plan's seed (FLPEER_SEED)
+    - `rounds`: the plan's number of rounds (FLPEER_ROUNDS; 0 when not set)
     - `local_epochs`, `batch_size`, `learning_rate`: the plan's settings
     - `label_map`: during `train`, None or a list mapping each true class to the
       class to train on (a label-flip attack, for robustness experiments)
@@ -55,6 +56,7 @@ class Learner:
         self.label = env.get("FLPEER_LABEL", "label")
         self.seed = int(env.get("FLPEER_SEED", "0"))
         self.member = env.get("FLPEER_MEMBER", "")
+        self.rounds = int(env.get("FLPEER_ROUNDS", "0"))
         self.local_epochs = int(env.get("FLPEER_LOCAL_EPOCHS", "1"))
         self.batch_size = int(env.get("FLPEER_BATCH_SIZE", "32"))
         self.learning_rate = float(env.get("FLPEER_LEARNING_RATE", "0.01"))
