@@ -32,9 +32,41 @@ func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async thro
     }
 }
 
-/// Waits for `process` to exit, off the cooperative pool.
+/// Waits for `process` (already started) to exit, woken by its termination
+/// handler. Foundation's `waitUntilExit` on Linux spins a run loop that has
+/// no sources, and kept a core busy for as long as a peer under test ran.
 func exited(_ process: Process) async {
-    _ = try? await offPool { process.waitUntilExit() }
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let once = ResumeOnce(continuation)
+        // Foundation clears `isRunning` before it reads the handler, so one of
+        // the two calls sees the exit; `ResumeOnce` drops the other.
+        process.terminationHandler = { _ in once.resume() }
+        if !process.isRunning { once.resume() }
+    }
+}
+
+/// Blocks the calling thread (never one of the cooperative pool) until
+/// `process` exits, without spinning.
+func waitForExit(_ process: Process) {
+    let done = DispatchSemaphore(value: 0)
+    process.terminationHandler = { _ in done.signal() }
+    if process.isRunning { done.wait() }
+}
+
+/// Resumes a continuation the first time it is asked to.
+final class ResumeOnce: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<Void, Never>?
+
+    init(_ continuation: CheckedContinuation<Void, Never>) { self.continuation = continuation }
+
+    func resume() {
+        lock.lock()
+        let c = continuation
+        continuation = nil
+        lock.unlock()
+        c?.resume()
+    }
 }
 
 /// Everything written to `pipe` until its writers close it, read off the cooperative pool.
@@ -58,7 +90,7 @@ func runProductBlocking(_ name: String, _ arguments: [String]) throws -> Run {
     try p.run()
     let o = out.fileHandleForReading.readDataToEndOfFile()
     let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
+    waitForExit(p)
     return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
 }
 
