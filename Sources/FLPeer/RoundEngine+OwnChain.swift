@@ -35,11 +35,15 @@ extension RoundEngine.Session {
                     + "it signs its genesis only once a member can show whether it signed one before (start it again when another member is up)")
             }
         }
-        if let now = try ownHead(), head.map({ now > $0 }) ?? true {
-            // Pulled and merged while the neighbours connected.
+        var reported = false
+        func reportMerged() throws {
+            // Pulled and merged while the neighbours connected (or while the checks here ran).
+            guard !reported, let now = try ownHead(), head.map({ now > $0 }) ?? true else { return }
+            reported = true
             engine.progress("this peer's own chain in \(store.path) \(had); recovered it from the replicas up to #\(now)")
             logger.warning("own chain recovered from replicas", metadata: ["own-head": "\(head.map(String.init) ?? "none")", "recovered": "\(now)"])
         }
+        try reportMerged()
         if let claim = try await ownChainClaim(), try ownHead().map({ claim.seq > $0 }) ?? true {
             engine.progress("this peer's own chain in \(store.path) \(had), but \(claim.by) holds it to #\(claim.seq): recovering it from the replicas")
             logger.warning("own chain behind a replica", metadata: ["own-head": "\(head.map(String.init) ?? "none")", "replica": "\(claim.seq)", "by": "\(claim.by)"])
@@ -49,7 +53,11 @@ extension RoundEngine.Session {
                     + "this peer stops rather than sign positions it may already have signed (restore ledger.sqlite together with its -wal file, or start again once the other members are reachable)")
             }
             engine.progress("recovered this peer's own chain from the replicas up to #\(recovered)")
+            reported = true
         }
+        // Replicated entries can land after the checks above, before the
+        // decisions below: whatever this file holds now is reported.
+        try reportMerged()
         // A chain begun here or recovered from replicas: this file keeps it whole.
         if try ownHead() != nil { try store.claimOwner(config.id) }
         if let last = try store.entries(author: config.id).last(where: { $0.header.kind == .aggregate }), try store.localState("model") == nil {
