@@ -54,21 +54,24 @@ python3 - "$out" "$seeds" <<'PY'
 import json, statistics as st, sys
 out, seeds = sys.argv[1], sys.argv[2].split()
 load = lambda n: json.load(open(f"{out}/{n}.json"))
-print("| seed | flpeer s/round | flpeer accuracy (worst member) | centralised | gap, points | learner s/round (median member) | overhead s/round beyond the learner | worker start-up s | Flower s/round (total/30) | Flower steady | Flower accuracy |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-ours, theirs, steady, gaps = [], [], [], []
+print("| seed | flpeer s/round | flpeer steady | flpeer accuracy (worst member) | centralised | gap, points | learner s/round (median member) | overhead s/round beyond the learner | worker start-up s | Flower s/round (total/30) | Flower steady | Flower accuracy |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+ours, ours_steady, theirs, steady, gaps = [], [], [], [], []
 for s in seeds:
     d, f = load(f"cnn-{s}"), load(f"flower-{s}")
     worst = min(p["accuracy"] for p in d["peers"])
     learner = st.median(p["learner_seconds_per_round"] for p in d["peers"])
     start = st.median(p["learner_start_seconds"] for p in d["peers"])
     gap = 100 * (d["centralized_accuracy"] - worst)
-    ours.append(d["seconds_per_round"]); theirs.append(f["seconds_per_round"]); steady.append(f["steady_seconds_per_round"]); gaps.append(gap)
-    print(f"| {s} | {d['seconds_per_round']:.3f} | {worst:.4f} | {d['centralized_accuracy']:.4f} | {gap:.2f} | {learner:.3f} | "
+    # Like Flower's steady figure: the median of rounds 2-30 (median member).
+    mine = st.median(st.median(p["round_seconds"][1:]) for p in d["peers"])
+    ours.append(d["seconds_per_round"]); ours_steady.append(mine); theirs.append(f["seconds_per_round"]); steady.append(f["steady_seconds_per_round"]); gaps.append(gap)
+    print(f"| {s} | {d['seconds_per_round']:.3f} | {mine:.3f} | {worst:.4f} | {d['centralized_accuracy']:.4f} | {gap:.2f} | {learner:.3f} | "
           f"{d['seconds_per_round'] - learner:.3f} | {start:.2f} | {f['seconds_per_round']:.3f} | {f['steady_seconds_per_round']:.3f} | {f['accuracy']:.4f} |")
 print()
-print(f"medians: flpeer {st.median(ours):.3f} s/round, Flower {st.median(theirs):.3f} (total/30) and {st.median(steady):.3f} (steady); "
-      f"flpeer/Flower {st.median(ours) / st.median(theirs):.2f}x and {st.median(ours) / st.median(steady):.2f}x; largest gap to centralised {max(gaps):.2f} points")
+print(f"medians: flpeer {st.median(ours):.3f} s/round ({st.median(ours_steady):.3f} steady), Flower {st.median(theirs):.3f} (total/30) and {st.median(steady):.3f} (steady); "
+      f"flpeer/Flower {st.median(ours) / st.median(theirs):.2f}x and {st.median(ours) / st.median(steady):.2f}x, steady/steady {st.median(ours_steady) / st.median(steady):.2f}x; "
+      f"largest gap to centralised {max(gaps):.2f} points")
 clean, flip = load("cnn-0") if "0" in seeds else None, load("flip")
 honest = [p["accuracy"] for p in flip["peers"] if not p["byzantine"]]
 if clean:
