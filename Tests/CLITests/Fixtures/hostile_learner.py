@@ -47,7 +47,12 @@ class Hostile(Softmax):
             if os.path.lexists(slot):
                 os.remove(slot)
             victim = os.environ["FLPEER_HOSTILE_VICTIM"]
-            {"symlink": os.symlink, "hardlink": os.link}.get(mode, lambda _, p: os.mkfifo(p))(victim, slot)
+            if mode == "symlink":
+                os.symlink(victim, slot)
+            elif mode == "hardlink":
+                os.link(victim, slot)
+            else:
+                os.mkfifo(slot)
         return new, n, metrics
 
 
